@@ -1,0 +1,5 @@
+"""``python -m shadowvault`` runs the command-line interface."""
+
+from shadowvault.cli import main
+
+raise SystemExit(main())

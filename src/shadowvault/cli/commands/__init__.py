@@ -1,0 +1,1 @@
+"""cli/commands (to be described)."""

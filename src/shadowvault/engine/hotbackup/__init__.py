@@ -1,0 +1,1 @@
+"""engine/hotbackup (to be described)."""

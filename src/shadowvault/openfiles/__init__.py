@@ -1,0 +1,1 @@
+"""openfiles (to be described)."""

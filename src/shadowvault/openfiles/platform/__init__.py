@@ -1,0 +1,1 @@
+"""openfiles/platform (to be described)."""

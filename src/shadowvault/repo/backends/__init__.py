@@ -1,0 +1,1 @@
+"""repo/backends (to be described)."""

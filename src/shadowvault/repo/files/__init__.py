@@ -1,0 +1,1 @@
+"""repo/files (to be described)."""

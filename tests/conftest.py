@@ -1,0 +1,34 @@
+"""Shared test fixtures and the skip rule for privileged tests.
+
+Tests that need root, loop devices or external binaries may skip only when the
+``CI`` environment variable is unset; in CI a missing capability is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip (outside CI) or fail (in CI) when ``condition`` is false."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide this: {why}")
+    pytest.skip(why)
+
+
+def require_root() -> None:
+    """The test needs to run as root (leases on others' files, mounts, chown)."""
+    require(os.geteuid() == 0, "needs root")
+
+
+def require_binary(name: str) -> str:
+    """The test needs an external program on PATH; returns its path."""
+    path = shutil.which(name)
+    require(path is not None, f"needs the {name!r} program on PATH")
+    assert path is not None
+    return path
