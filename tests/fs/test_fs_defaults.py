@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from tests.conftest import require_binary
+
 from shadowvault.fs.defaults import (
     CACHEDIR_TAG_SIGNATURE,
     active_swap_files,
@@ -17,7 +19,6 @@ from shadowvault.fs.defaults import (
     runtime_excluded_paths,
 )
 from shadowvault.fs.excludes import ExcludeMatcher
-from tests.conftest import require_binary
 
 SWAP_SIZE = 64 * 1024
 

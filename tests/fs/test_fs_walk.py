@@ -9,12 +9,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.conftest import require, require_binary, require_root
 
 from shadowvault.fs.defaults import CACHEDIR_TAG_SIGNATURE
 from shadowvault.fs.excludes import ExcludeMatcher
 from shadowvault.fs.meta import FileMeta, kind_of, read_meta
 from shadowvault.fs.walk import Selector, devices_of, list_dir, walk
-from tests.conftest import require, require_binary, require_root
 
 
 def make_tree(root: Path, spec: dict[str, object]) -> None:
@@ -95,7 +95,10 @@ def test_xattrs(tmp_path: Path) -> None:
     except OSError as e:
         require(False, f"tmp dir has no user xattrs: {e}")
     m = read_meta(bytes(f))
-    assert [(k, v) for k, v in m.xattrs if k.startswith("user.")] == [("user.a", b"\x00\x01"), ("user.b", b"2")]
+    assert [(k, v) for k, v in m.xattrs if k.startswith("user.")] == [
+        ("user.a", b"\x00\x01"),
+        ("user.b", b"2"),
+    ]
     link = tmp_path / "xl"
     link.symlink_to(f)
     assert all(not k.startswith("user.") for k, _ in read_meta(bytes(link)).xattrs)  # not followed
@@ -172,7 +175,9 @@ def test_errors_do_not_stop_the_walk(tmp_path: Path) -> None:
                 os.rename(tmp_path / "locked", tmp_path / "moved")  # vanishes before it is listed
     else:
         os.chmod(tmp_path / "locked", 0)
-        seen = [p for p, _ in walk([missing, bytes(tmp_path)], selector(), lambda p, e: errors.append((p, e)))]
+        seen = [
+            p for p, _ in walk([missing, bytes(tmp_path)], selector(), lambda p, e: errors.append((p, e)))
+        ]
     assert [p for p, _ in errors] == [missing, bytes(tmp_path / "locked")]
     assert isinstance(errors[0][1], FileNotFoundError)
     assert bytes(tmp_path / "open" / "f") in seen
