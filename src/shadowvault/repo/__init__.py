@@ -1,1 +1,47 @@
-"""repo (to be described)."""
+"""Restic repository format, version 2 (and reading version 1).
+
+Glossary (after restic's ``doc/design.rst``):
+
+- **File**: everything stored in a repository is a file named by the SHA-256 of
+  its bytes (except ``config``), encrypted ``IV || CIPHERTEXT || MAC`` with
+  AES-256-CTR and Poly1305-AES, except key files which are plain JSON.
+- **Blob**: a piece of plaintext identified by its SHA-256 — a chunk of a file
+  (``BlobType.DATA``) or a directory listing (``BlobType.TREE``). Blobs are
+  encrypted one by one, zstd-compressed first in version 2.
+- **Pack**: a file of blobs of one type followed by an encrypted header that
+  lists them; target size 16 MiB.
+- **Index**: files mapping blob → (pack, offset, length); merged in memory into
+  the master index.
+- **Tree**: JSON list of ``Node`` entries (name, type, metadata, content blob
+  ids or subtree id), sorted by name.
+- **Snapshot**: a file naming the root tree plus time, host, user and paths.
+- **Key** / **Config** / **Lock**: password-derived access to the master key;
+  repository version and id; who is using the repository.
+
+``Repository`` is the facade the engine uses; ``check_repository`` verifies a
+repository the way ``restic check`` does. Nothing here knows about open files,
+file-system walks or sessions.
+"""
+
+from shadowvault.repo.backends import Backend, FileType, LocalBackend, MemBackend
+from shadowvault.repo.check import CheckProblem, check_repository
+from shadowvault.repo.files.snapshot import Snapshot
+from shadowvault.repo.files.tree import Node, Tree
+from shadowvault.repo.ids import BlobType
+from shadowvault.repo.packer import DEFAULT_PACK_SIZE
+from shadowvault.repo.repository import Repository
+
+__all__ = [
+    "DEFAULT_PACK_SIZE",
+    "Backend",
+    "BlobType",
+    "CheckProblem",
+    "FileType",
+    "LocalBackend",
+    "MemBackend",
+    "Node",
+    "Repository",
+    "Snapshot",
+    "Tree",
+    "check_repository",
+]

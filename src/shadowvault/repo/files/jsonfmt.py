@@ -1,0 +1,92 @@
+"""JSON and timestamp encoding shared by the repository's JSON documents.
+
+restic is written in Go, so its documents follow Go's conventions: compact
+``encoding/json`` output (``<``, ``>``, ``&``, U+2028 and U+2029 escaped, invalid
+UTF-8 replaced by U+FFFD) and ``time.Time`` as RFC 3339 with nanoseconds,
+trailing zeros of the fraction dropped and the local UTC offset (``Z`` for UTC).
+We keep timestamps as integer nanoseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import time
+from typing import Any
+
+_EPOCH = dt.datetime(1970, 1, 1)
+_MIN = dt.datetime(1, 1, 1)
+_MAX = dt.datetime(9999, 12, 31, 23, 59, 59)
+_NS = 1_000_000_000
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
+
+_RFC3339 = re.compile(
+    r"^(-?\d{4,})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)$",
+)
+
+
+def dumps(doc: Any) -> bytes:
+    """Compact JSON as Go's ``json.Marshal`` writes it (key order as given)."""
+    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    # Lone surrogates come from undecodable file names (surrogateescape); Go
+    # would write U+FFFD for the invalid bytes, so do we.
+    text = _SURROGATE.sub("\ufffd", text)
+    text = _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group(0)], text)
+    return text.encode("utf-8")
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON; ``ValueError`` on malformed input."""
+    return json.loads(data)
+
+
+def _local_offset(seconds: int) -> int:
+    try:
+        return time.localtime(seconds).tm_gmtoff
+    except (OverflowError, OSError, ValueError):
+        return 0
+
+
+def format_time(ns: int, *, utc: bool = False) -> str:
+    """RFC 3339 with nanoseconds like Go's ``time.RFC3339Nano``, in local time unless ``utc``."""
+    seconds, frac = divmod(ns, _NS)
+    offset = 0 if utc else _local_offset(seconds)
+    try:
+        local = _EPOCH + dt.timedelta(seconds=seconds + offset)
+    except OverflowError:
+        # Go's FixTime clamps the year into 0..9999 before marshalling.
+        local = _MIN if seconds < 0 else _MAX
+    text = local.strftime("%Y-%m-%dT%H:%M:%S")
+    if local.year < 1000:
+        text = f"{local.year:04d}" + text[text.index("-") :]
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    if offset == 0:
+        return text + "Z"
+    sign = "+" if offset > 0 else "-"
+    hours, minutes = divmod(abs(offset) // 60, 60)
+    return f"{text}{sign}{hours:02d}:{minutes:02d}"
+
+
+def parse_time(text: str) -> int:
+    """Nanoseconds since the epoch from RFC 3339 with any offset and any number of fraction digits."""
+    m = _RFC3339.match(text)
+    if m is None:
+        raise ValueError(f"not an RFC 3339 timestamp: {text!r}")
+    year, month, day, hour, minute, sec, frac, zone = m.groups()
+    days = (dt.date(int(year), int(month), int(day)) - _EPOCH.date()).days
+    seconds = days * 86400 + int(hour) * 3600 + int(minute) * 60 + int(sec)
+    if zone not in ("Z", "z"):
+        sign = 1 if zone[0] == "+" else -1
+        seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
+    frac_ns = int((frac or "0")[:9].ljust(9, "0"))
+    return seconds * _NS + frac_ns
+
+
+def now_ns() -> int:
+    """Current wall-clock time in nanoseconds."""
+    return time.time_ns()

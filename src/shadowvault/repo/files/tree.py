@@ -1,0 +1,252 @@
+"""Tree blobs: the JSON directory listing ``{"nodes": [...]}`` + newline, nodes sorted by name.
+
+Node fields, their order and which are left out when empty follow restic's
+``Node`` struct (``internal/restic/node.go``). Keys we do not know are kept in
+``Node.extra`` and written back after the known ones, so newer restic fields
+and our own per-file outcome (key ``"shadowvault"``) survive a round trip.
+
+Names are Python ``str`` with undecodable bytes carried as surrogate escapes
+(``os.fsdecode``). On disk a name is first quoted the way restic quotes it (Go's
+``strconv.Quote`` without the outer quotes: invalid UTF-8 bytes become ``\\xNN``,
+``"`` and ``\\`` are backslash-escaped, unprintable runes become ``\\n``,
+``\\uNNNN`` …) and then JSON-encoded. restic unquotes on read, so both tools
+restore the exact bytes of any name. Symlink targets that are not valid UTF-8 go
+into ``linktarget_raw`` (base64), as newer restic versions do; ``linktarget``
+then holds a lossy copy for older readers.
+"""
+
+from __future__ import annotations
+
+import base64
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+
+from shadowvault.repo.files import jsonfmt
+from shadowvault.repo.ids import parse_id
+
+NODE_TYPES = ("file", "dir", "symlink", "dev", "chardev", "fifo", "socket")
+
+_KNOWN_KEYS = frozenset(
+    {
+        *("name", "type", "mode", "mtime", "atime", "ctime", "uid", "gid", "user", "group", "inode"),
+        *("device_id", "size", "links", "linktarget", "linktarget_raw", "extended_attributes"),
+        *("device", "content", "subtree", "error"),
+    }
+)
+_SHORT_ESCAPES = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v"}
+_UNESCAPES = {"a": 7, "b": 8, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11, "\\": 92, "'": 39, '"': 34}
+
+
+def _is_print(ch: str) -> bool:
+    # Go's unicode.IsPrint: letters, marks, numbers, punctuation, symbols and
+    # the ASCII space, but no other space characters.
+    return ch == " " or unicodedata.category(ch)[0] in "LMNPS"
+
+
+def go_quote(raw: bytes) -> str:
+    """Go ``strconv.Quote(raw)`` without the surrounding double quotes."""
+    out: list[str] = []
+    for ch in raw.decode("utf-8", "surrogateescape"):
+        cp = ord(ch)
+        if 0xDC80 <= cp <= 0xDCFF:
+            out.append(f"\\x{cp - 0xDC00:02x}")
+        elif ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif _is_print(ch):
+            out.append(ch)
+        elif cp in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[cp])
+        elif cp < 0x20 or cp == 0x7F:
+            out.append(f"\\x{cp:02x}")
+        elif cp < 0x10000:
+            out.append(f"\\u{cp:04x}")
+        else:
+            out.append(f"\\U{cp:08x}")
+    return "".join(out)
+
+
+def go_unquote(text: str) -> bytes:
+    """Inverse of :func:`go_quote` (Go ``strconv.Unquote`` of ``'"' + text + '"'``)."""
+    out = bytearray()
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch != "\\":
+            out += ch.encode("utf-8", "surrogateescape")
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise ValueError(f"name {text!r} ends in a lone backslash")
+        esc = text[i + 1]
+        if esc in _UNESCAPES:
+            out.append(_UNESCAPES[esc])
+            i += 2
+        elif esc == "x":
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        elif esc in "01234567":
+            out.append(int(text[i + 1 : i + 4], 8) & 0xFF)
+            i += 4
+        elif esc in "uU":
+            width = 4 if esc == "u" else 8
+            out += chr(int(text[i + 2 : i + 2 + width], 16)).encode("utf-8", "surrogatepass")
+            i += 2 + width
+        else:
+            raise ValueError(f"name {text!r} has an unknown escape \\{esc}")
+    return bytes(out)
+
+
+def _fsencode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _fsdecode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+@dataclass
+class Node:
+    """One directory entry, with exactly restic's node fields (times in ns since the epoch).
+
+    ``mode`` is Go ``os.FileMode`` bits as restic stores them. ``content`` lists
+    data blob ids (files; ``None`` for other types), ``subtree`` is the tree id
+    of a directory. ``extra`` holds JSON keys this version does not know.
+    """
+
+    name: str
+    type: str
+    mode: int = 0
+    mtime: int = 0
+    atime: int = 0
+    ctime: int = 0
+    uid: int = 0
+    gid: int = 0
+    user: str = ""
+    group: str = ""
+    inode: int = 0
+    device_id: int = 0
+    size: int = 0
+    links: int = 0
+    linktarget: str = ""
+    extended_attributes: list[tuple[str, bytes]] = field(default_factory=list)
+    device: int = 0
+    content: list[bytes] | None = None
+    subtree: bytes | None = None
+    error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object in restic's key order, empty ``omitempty`` fields left out."""
+        d: dict[str, Any] = {"name": go_quote(_fsencode(self.name)), "type": self.type}
+        if self.mode:
+            d["mode"] = self.mode
+        d["mtime"] = jsonfmt.format_time(self.mtime)
+        d["atime"] = jsonfmt.format_time(self.atime)
+        d["ctime"] = jsonfmt.format_time(self.ctime)
+        d["uid"] = self.uid
+        d["gid"] = self.gid
+        for key in ("user", "group", "inode", "device_id", "size", "links"):
+            value = getattr(self, key)
+            if value:
+                d[key] = value
+        if self.linktarget:
+            raw = _fsencode(self.linktarget)
+            d["linktarget"] = self.linktarget
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                d["linktarget_raw"] = base64.b64encode(raw).decode("ascii")
+        if self.extended_attributes:
+            d["extended_attributes"] = [
+                {"name": name, "value": base64.b64encode(value).decode("ascii")}
+                for name, value in self.extended_attributes
+            ]
+        if self.device:
+            d["device"] = self.device
+        d["content"] = None if self.content is None else [c.hex() for c in self.content]
+        if self.subtree is not None:
+            d["subtree"] = self.subtree.hex()
+        if self.error:
+            d["error"] = self.error
+        for key, value in self.extra.items():
+            if key not in d:
+                d[key] = value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Node:
+        """Parse one node object; ``ValueError`` when a field is malformed."""
+        try:
+            raw_target = d.get("linktarget_raw")
+            if raw_target is not None:
+                linktarget = _fsdecode(base64.b64decode(raw_target))
+            else:
+                linktarget = d.get("linktarget") or ""
+            content = d.get("content")
+            subtree = d.get("subtree")
+            return cls(
+                name=_fsdecode(go_unquote(d["name"])),
+                type=d["type"],
+                mode=int(d.get("mode") or 0),
+                mtime=_time(d.get("mtime")),
+                atime=_time(d.get("atime")),
+                ctime=_time(d.get("ctime")),
+                uid=int(d.get("uid") or 0),
+                gid=int(d.get("gid") or 0),
+                user=d.get("user") or "",
+                group=d.get("group") or "",
+                inode=int(d.get("inode") or 0),
+                device_id=int(d.get("device_id") or 0),
+                size=int(d.get("size") or 0),
+                links=int(d.get("links") or 0),
+                linktarget=linktarget,
+                extended_attributes=[
+                    (a["name"], base64.b64decode(a.get("value") or b""))
+                    for a in d.get("extended_attributes") or []
+                ],
+                device=int(d.get("device") or 0),
+                content=None if content is None else [parse_id(c) for c in content],
+                subtree=None if subtree is None else parse_id(subtree),
+                error=d.get("error") or "",
+                extra={k: v for k, v in d.items() if k not in _KNOWN_KEYS},
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"tree node lacks a valid field: {exc}") from exc
+
+
+def _time(value: Any) -> int:
+    if not value:
+        return 0
+    return jsonfmt.parse_time(value)
+
+
+@dataclass
+class Tree:
+    """A directory listing. ``to_json`` sorts nodes by the bytes of their names, like restic."""
+
+    nodes: list[Node] = field(default_factory=list)
+
+    def sorted_nodes(self) -> list[Node]:
+        """Nodes in restic's order (byte-wise by name)."""
+        return sorted(self.nodes, key=lambda n: _fsencode(n.name))
+
+    def to_json(self) -> bytes:
+        """The tree blob's plaintext: compact JSON plus a trailing newline."""
+        return jsonfmt.dumps({"nodes": [n.to_dict() for n in self.sorted_nodes()]}) + b"\n"
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Tree:
+        """Parse a tree blob; ``ValueError`` when malformed."""
+        doc = jsonfmt.loads(raw)
+        if not isinstance(doc, dict):
+            raise ValueError("tree is not a JSON object")
+        return cls([Node.from_dict(n) for n in doc.get("nodes") or []])
+
+    def find(self, name: str) -> Node | None:
+        """The node called ``name``, or None."""
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        return None

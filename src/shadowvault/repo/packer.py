@@ -1,0 +1,207 @@
+"""Concurrent blob saving: encrypt blobs into open packs, seal full packs, upload, index.
+
+``BlobSaver.save_blob`` is called from many worker threads. Hashing,
+compression and encryption run in the calling thread without any lock (they
+release the GIL); only the dedup check and the append to the open pack of the
+blob's type hold the lock. The thread whose append makes a pack reach the target
+size takes that pack out and seals and uploads it itself, outside the lock.
+Until a pack's upload has finished and its blobs are in the master index, its
+blobs are "pending": ``has`` reports them and ``pending_blob`` serves their
+bytes, so dedup and reads see every saved blob at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shadowvault.errors import RepoError
+from shadowvault.repo import compression, crypto
+from shadowvault.repo.backends.base import Backend, FileType
+from shadowvault.repo.files import pack
+from shadowvault.repo.files.pack import PackedBlob
+from shadowvault.repo.ids import BlobType, hash_bytes
+from shadowvault.repo.index import MasterIndex
+
+DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+
+
+@dataclass
+class OpenPack:
+    """Blobs of one type accumulated for the next pack file."""
+
+    type: BlobType
+    buf: bytearray = field(default_factory=bytearray)
+    blobs: list[PackedBlob] = field(default_factory=list)
+
+    def add(self, blob_id: bytes, stored: bytes, uncompressed_length: int | None) -> PackedBlob:
+        """Append one encrypted blob; returns its header entry."""
+        entry = PackedBlob(self.type, blob_id, len(self.buf), len(stored), uncompressed_length)
+        self.buf += stored
+        self.blobs.append(entry)
+        return entry
+
+    def seal(self, key: crypto.Key) -> tuple[bytes, bytearray]:
+        """Append the encrypted header + length; returns (pack id, pack bytes)."""
+        self.buf += pack.seal_trailer(key, self.blobs)
+        return hash_bytes(self.buf), self.buf
+
+
+def encode_blob(
+    key: crypto.Key, data: bytes | bytearray | memoryview, compress: bool
+) -> tuple[bytes, int | None]:
+    """Stored form of a blob and its uncompressed length (None when stored uncompressed).
+
+    Compression is kept only when it actually saves space; restic reads both forms.
+    """
+    if compress:
+        packed = compression.compress(data)
+        if len(packed) < len(data):
+            return crypto.seal(key, packed), len(data)
+    return crypto.seal(key, data), None
+
+
+class BlobSaver:
+    """Owns the open packs of a repository and the packs being uploaded."""
+
+    def __init__(
+        self,
+        key: crypto.Key,
+        backend: Backend,
+        index: MasterIndex,
+        *,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        compress: bool = True,
+        on_pack_saved: Callable[[bytes, list[PackedBlob]], None] | None = None,
+    ) -> None:
+        if pack_size < 1:
+            raise ValueError("pack_size must be positive")
+        self._key = key
+        self._backend = backend
+        self._index = index
+        self.pack_size = pack_size
+        self._compress = compress
+        self._on_pack_saved = on_pack_saved
+        self._cond = threading.Condition(threading.Lock())
+        self._open: dict[BlobType, OpenPack] = {}
+        self._reserved: set[tuple[BlobType, bytes]] = set()
+        self._pending: dict[tuple[BlobType, bytes], tuple[OpenPack, PackedBlob]] = {}
+        self._inflight = 0
+        self._error: BaseException | None = None
+
+    def _raise_sticky(self) -> None:
+        if self._error is not None:
+            raise RepoError(
+                f"an earlier pack upload failed ({self._error}): the blobs of this session are "
+                "incomplete, start a new session"
+            ) from self._error
+
+    def has(self, t: BlobType, blob_id: bytes) -> bool:
+        """True when the blob is indexed, pending in a pack, or being encrypted by another thread."""
+        if self._index.has(t, blob_id):
+            return True
+        k = (t, blob_id)
+        with self._cond:
+            return k in self._pending or k in self._reserved
+
+    def save_blob(
+        self, t: BlobType, data: bytes | bytearray | memoryview, blob_id: bytes | None = None
+    ) -> tuple[bytes, bool]:
+        """Store a blob unless an identical one is known; returns (id, added)."""
+        if blob_id is None:
+            blob_id = hash_bytes(data)
+        k = (t, blob_id)
+        with self._cond:
+            self._raise_sticky()
+            if self._index.has(t, blob_id) or k in self._pending or k in self._reserved:
+                return blob_id, False
+            self._reserved.add(k)
+        try:
+            stored, ulen = encode_blob(self._key, data, self._compress)
+        except BaseException:
+            with self._cond:
+                self._reserved.discard(k)
+                self._cond.notify_all()
+            raise
+        full: OpenPack | None = None
+        with self._cond:
+            self._reserved.discard(k)
+            open_pack = self._open.get(t)
+            if open_pack is None:
+                open_pack = self._open[t] = OpenPack(t)
+            entry = open_pack.add(blob_id, stored, ulen)
+            self._pending[k] = (open_pack, entry)
+            if len(open_pack.buf) >= self.pack_size:
+                full = self._open.pop(t)
+                self._inflight += 1
+            self._cond.notify_all()
+        if full is not None:
+            self._upload(full)
+        return blob_id, True
+
+    def pending_blob(self, t: BlobType, blob_id: bytes) -> tuple[bytes, PackedBlob] | None:
+        """Stored bytes and entry of a blob not yet in the index, or None if unknown."""
+        k = (t, blob_id)
+        with self._cond:
+            while k in self._reserved:
+                self._cond.wait()
+            found = self._pending.get(k)
+            if found is None:
+                return None
+            open_pack, entry = found
+            return bytes(open_pack.buf[entry.offset : entry.offset + entry.length]), entry
+
+    def _upload(self, open_pack: OpenPack) -> None:
+        try:
+            pack_id, data = open_pack.seal(self._key)
+            try:
+                self._backend.save(FileType.PACK, pack_id.hex(), data)
+            except FileExistsError:
+                # Same name means same SHA-256 of the content: already stored.
+                if self._backend.stat(FileType.PACK, pack_id.hex()) != len(data):
+                    raise
+            self._index.add_pack(pack_id, open_pack.blobs, new=True)
+            if self._on_pack_saved is not None:
+                self._on_pack_saved(pack_id, open_pack.blobs)
+            with self._cond:
+                for b in open_pack.blobs:
+                    self._pending.pop((b.type, b.id), None)
+        except BaseException as exc:
+            with self._cond:
+                if self._error is None:
+                    self._error = exc
+            raise RepoError(
+                f"cannot write a {open_pack.type.value} pack to {self._backend.location()} ({exc}): "
+                "check free space and permissions"
+            ) from exc
+        finally:
+            with self._cond:
+                self._inflight -= 1
+                self._cond.notify_all()
+
+    def flush(self) -> None:
+        """Seal and upload every open pack, then wait for uploads run by other threads."""
+        with self._cond:
+            self._raise_sticky()
+            packs = [p for p in self._open.values() if p.blobs]
+            self._open.clear()
+            self._inflight += len(packs)
+        first_error: BaseException | None = None
+        for p in packs:
+            try:
+                self._upload(p)
+            except RepoError as exc:
+                first_error = first_error or exc
+        with self._cond:
+            while self._inflight > 0:
+                self._cond.wait()
+        if first_error is not None:
+            raise first_error
+        with self._cond:
+            self._raise_sticky()
+
+    def pending_count(self) -> int:
+        """Blobs saved but not yet in an uploaded pack."""
+        with self._cond:
+            return len(self._pending) + len(self._reserved)

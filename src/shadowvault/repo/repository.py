@@ -1,0 +1,428 @@
+"""The repository facade: open/init with a password, save and load blobs, trees, snapshots.
+
+Write order follows restic's invariants: packs first, then the index files
+naming them (``flush``), and only then a snapshot that references their blobs.
+An interrupted session therefore leaves, at worst, packs no index mentions,
+which ``restic check`` accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from shadowvault.errors import (
+    IntegrityError,
+    RepoError,
+    RepoNotFoundError,
+    UnsupportedRepoError,
+    WrongPasswordError,
+)
+from shadowvault.repo import compression, crypto
+from shadowvault.repo.backends.base import Backend, FileType, exists
+from shadowvault.repo.files import jsonfmt, key
+from shadowvault.repo.files.config import MAX_VERSION, MIN_VERSION, RepoConfig
+from shadowvault.repo.files.index import IndexFile, split_into_files
+from shadowvault.repo.files.pack import PackedBlob
+from shadowvault.repo.files.snapshot import Snapshot
+from shadowvault.repo.files.tree import Tree
+from shadowvault.repo.ids import BlobType, hash_bytes, is_hex_id, short
+from shadowvault.repo.index import MasterIndex
+from shadowvault.repo.lock import RepoLock
+from shadowvault.repo.packer import DEFAULT_PACK_SIZE, BlobSaver
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+class Repository:
+    """An open repository: master key, config, master index and the blob saver."""
+
+    def __init__(self, backend: Backend, master: crypto.Key, cfg: RepoConfig, *, pack_size: int) -> None:
+        """Use ``Repository.open`` or ``Repository.init`` instead."""
+        self.backend = backend
+        self.key = master
+        self.cfg = cfg
+        self.index = MasterIndex()
+        self._index_lock = threading.Lock()
+        self._index_loaded = False
+        self._saver = BlobSaver(master, backend, self.index, pack_size=pack_size, compress=cfg.version >= 2)
+        self._locks: list[RepoLock] = []
+
+    # ---- creation and opening ------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        backend: Backend,
+        password: str,
+        *,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        kdf: tuple[int, int, int] | None = None,
+        version: int = MAX_VERSION,
+    ) -> Repository:
+        """Create a new repository (layout, key file, config); ``RepoError`` if one exists."""
+        if not MIN_VERSION <= version <= MAX_VERSION:
+            raise UnsupportedRepoError(f"repository version {version} cannot be created: use 1 or 2")
+        if exists(backend, FileType.CONFIG, "config"):
+            raise RepoError(
+                f"a repository already exists at {backend.location()}: open it, or choose another location"
+            )
+        params = crypto.KdfParams(*kdf) if kdf is not None else crypto.KdfParams()
+        try:
+            params.check()
+        except ValueError as exc:
+            raise RepoError(f"invalid scrypt parameters {kdf}: {exc}") from exc
+        try:
+            backend.create()
+        except OSError as exc:
+            raise RepoError(
+                f"cannot create a repository at {backend.location()} ({exc}): check the path"
+            ) from exc
+        master = crypto.Key.random()
+        kf = key.create(master, password, params, username=_user(), hostname=socket.gethostname())
+        raw = kf.to_json()
+        backend.save(FileType.KEY, hash_bytes(raw).hex(), raw)
+        cfg = RepoConfig.new(version)
+        # The config is never compressed: its version must be readable first.
+        backend.save(FileType.CONFIG, "config", crypto.seal(master, cfg.to_json()))
+        repo = cls(backend, master, cfg, pack_size=pack_size)
+        repo._index_loaded = True
+        return repo
+
+    @classmethod
+    def open(cls, backend: Backend, password: str, *, pack_size: int = DEFAULT_PACK_SIZE) -> Repository:
+        """Open with a password: RepoNotFoundError, WrongPasswordError, UnsupportedRepoError, RepoError."""
+        loc = backend.location()
+        try:
+            backend.stat(FileType.CONFIG, "config")
+        except FileNotFoundError:
+            raise RepoNotFoundError(
+                f"no repository at {loc}: run `shadowvault init` to create one, or check the path"
+            ) from None
+        except OSError as exc:
+            raise RepoError(
+                f"cannot read the repository at {loc} ({exc}): check the path and permissions"
+            ) from exc
+        master = cls._find_master_key(backend, password)
+        try:
+            sealed = backend.load(FileType.CONFIG, "config")
+            plain = crypto.open_(master, sealed)
+            cfg = RepoConfig.from_json(compression.decode_unpacked(plain))
+        except crypto.CiphertextError:
+            raise IntegrityError(
+                f"config of the repository at {loc} fails its MAC: it is corrupt or from another repository"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise RepoError(
+                f"config of the repository at {loc} is unreadable ({exc}): restore it from a copy"
+            ) from exc
+        if not MIN_VERSION <= cfg.version <= MAX_VERSION:
+            raise UnsupportedRepoError(
+                f"repository at {loc} has format version {cfg.version}; this shadowvault reads versions "
+                f"{MIN_VERSION}-{MAX_VERSION}: use a newer shadowvault"
+            )
+        return cls(backend, master, cfg, pack_size=pack_size)
+
+    @staticmethod
+    def _find_master_key(backend: Backend, password: str) -> crypto.Key:
+        loc = backend.location()
+        wrong = 0
+        broken: list[str] = []
+        for name, _size in sorted(backend.list(FileType.KEY)):
+            if not is_hex_id(name):
+                continue
+            try:
+                kf = key.KeyFile.from_json(backend.load(FileType.KEY, name))
+                return key.open_master(kf, password)
+            except crypto.CiphertextError:
+                wrong += 1
+            except (ValueError, OSError) as exc:
+                broken.append(f"keys/{short(name)}: {exc}")
+        if wrong:
+            raise WrongPasswordError(
+                f"wrong password for the repository at {loc}: no key file opens with it; "
+                "check SHADOWVAULT_PASSWORD or --password-file"
+            )
+        if broken:
+            raise RepoError(
+                f"key file of the repository at {loc} is unreadable ({'; '.join(broken)}): "
+                "restore the keys/ directory from a copy"
+            )
+        raise RepoError(f"repository at {loc} has no key files: restore the keys/ directory from a copy")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``{"version", "id", "chunker_polynomial"}`` as in the config file."""
+        return self.cfg.to_dict()
+
+    @property
+    def version(self) -> int:
+        """Repository format version (1 or 2)."""
+        return self.cfg.version
+
+    def location(self) -> str:
+        """Where the repository is."""
+        return self.backend.location()
+
+    # ---- unpacked files (index, snapshot, lock) --------------------------------------------
+
+    def save_unpacked(self, ft: FileType, json_bytes: bytes) -> bytes:
+        """Encrypt (and in v2 compress) a JSON document, store it under its hash; returns the id."""
+        sealed = crypto.seal(self.key, compression.encode_unpacked(json_bytes, self.cfg.version))
+        file_id = hash_bytes(sealed)
+        self.backend.save(ft, file_id.hex(), sealed)
+        return file_id
+
+    def load_unpacked(self, ft: FileType, name: str) -> bytes:
+        """Load, verify (name = SHA-256 of the bytes, MAC), decrypt and decode a JSON document."""
+        data = self.backend.load(ft, name)
+        what = f"{ft.value} file {short(name)} in {self.location()}"
+        if hash_bytes(data).hex() != name:
+            raise IntegrityError(
+                f"{what} does not match its name (SHA-256): it is corrupt, restore it from a copy"
+            )
+        try:
+            return compression.decode_unpacked(crypto.open_(self.key, data))
+        except crypto.CiphertextError:
+            raise IntegrityError(f"{what} fails its MAC: it is corrupt, restore it from a copy") from None
+        except ValueError as exc:
+            raise IntegrityError(f"{what} cannot be decoded ({exc}): restore it from a copy") from exc
+
+    def list_files(self, ft: FileType) -> Iterator[tuple[str, int]]:
+        """Names and sizes of the files of one type (invalid names skipped)."""
+        for name, size in self.backend.list(ft):
+            if ft is FileType.CONFIG or is_hex_id(name):
+                yield name, size
+
+    def remove_file(self, ft: FileType, name: str) -> None:
+        """Delete one file."""
+        self.backend.remove(ft, name)
+
+    def resolve(self, ft: FileType, ref: str) -> str:
+        """Full file name from a unique hex prefix; RepoError when none or several match."""
+        if ft is FileType.CONFIG:
+            return "config"
+        matches = [n for n, _ in self.list_files(ft) if n.startswith(ref.lower())] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise RepoError(f"no {ft.value} file matches {ref!r} in {self.location()}: check the id")
+        raise RepoError(
+            f"{ft.value} id prefix {ref!r} is ambiguous ({len(matches)} matches): give more digits"
+        )
+
+    def load_file(self, ft: FileType, name: str) -> bytes:
+        """Plaintext JSON of config/key/index/snapshot/lock (for ``cat``); ``name`` may be a prefix."""
+        if ft is FileType.CONFIG:
+            return compression.decode_unpacked(
+                crypto.open_(self.key, self.backend.load(FileType.CONFIG, "config"))
+            )
+        full = self.resolve(ft, name)
+        if ft is FileType.KEY:
+            return self.backend.load(ft, full)
+        if ft is FileType.PACK:
+            raise RepoError("pack files are binary: load blobs by id instead")
+        return self.load_unpacked(ft, full)
+
+    # ---- index --------------------------------------------------------------------------
+
+    def load_index(self) -> None:
+        """Read every index file not loaded yet into the master index."""
+        with self._index_lock:
+            for name, _size in list(self.list_files(FileType.INDEX)):
+                index_id = bytes.fromhex(name)
+                if index_id in self.index.index_files:
+                    continue
+                raw = self.load_unpacked(FileType.INDEX, name)
+                try:
+                    self.index.add_index_file(index_id, IndexFile.from_json(raw))
+                except ValueError as exc:
+                    raise IntegrityError(
+                        f"index file {short(name)} in {self.location()} is malformed ({exc}): "
+                        "rebuild the index with `restic repair index`"
+                    ) from exc
+            self._index_loaded = True
+
+    def _ensure_index(self) -> None:
+        if not self._index_loaded:
+            self.load_index()
+
+    def _write_index(self) -> None:
+        new = self.index.take_new_packs()
+        if not new:
+            return
+        try:
+            for index_file in split_into_files(new):
+                index_id = self.save_unpacked(FileType.INDEX, index_file.to_json())
+                self.index.index_files.add(index_id)
+        except BaseException:
+            self.index.restore_new_packs(pid for pid, _ in new)
+            raise
+
+    # ---- blobs --------------------------------------------------------------------------
+
+    def has_blob(self, t: BlobType, blob_id: bytes) -> bool:
+        """True for indexed blobs and for blobs saved in this session but not flushed yet."""
+        self._ensure_index()
+        return self._saver.has(t, blob_id)
+
+    def save_blob(
+        self, t: BlobType, data: bytes | bytearray | memoryview, blob_id: bytes | None = None
+    ) -> tuple[bytes, bool]:
+        """Thread-safe: store a blob unless known; returns (SHA-256 id, added)."""
+        self._ensure_index()
+        return self._saver.save_blob(t, data, blob_id)
+
+    def _stored_blob(self, t: BlobType, blob_id: bytes) -> tuple[bytes, PackedBlob, str]:
+        self._ensure_index()
+        entry = self.index.lookup(t, blob_id)
+        if entry is None:
+            pending = self._saver.pending_blob(t, blob_id)
+            if pending is None:
+                raise RepoError(
+                    f"{t.value} blob {blob_id.hex()} is not in the index of {self.location()}: "
+                    "run `shadowvault check`"
+                )
+            return pending[0], pending[1], "(unsaved pack)"
+        b = entry.blob
+        try:
+            data = self.backend.load(FileType.PACK, entry.pack_id.hex(), b.offset, b.length)
+        except (OSError, EOFError) as exc:
+            raise RepoError(
+                f"cannot read {t.value} blob {short(blob_id)} from pack {entry.pack_id.hex()} ({exc}): "
+                "run `shadowvault check`"
+            ) from exc
+        return data, b, entry.pack_id.hex()
+
+    def load_blob(self, t: BlobType, blob_id: bytes) -> bytes:
+        """Plaintext of a blob, verified against its SHA-256 (IntegrityError naming blob and pack)."""
+        stored, entry, pack_name = self._stored_blob(t, blob_id)
+        return decode_blob(self.key, stored, entry, pack_name)
+
+    def blob_length(self, t: BlobType, blob_id: bytes) -> int:
+        """Plaintext length from the index (or the pending pack)."""
+        self._ensure_index()
+        entry = self.index.lookup(t, blob_id)
+        if entry is not None:
+            return entry.blob.plaintext_length
+        pending = self._saver.pending_blob(t, blob_id)
+        if pending is None:
+            raise RepoError(f"{t.value} blob {blob_id.hex()} is not in the index of {self.location()}")
+        return pending[1].plaintext_length
+
+    def flush(self) -> None:
+        """Upload every open pack, then write index files for the packs new since the last flush."""
+        self._saver.flush()
+        self._write_index()
+
+    # ---- trees and snapshots -----------------------------------------------------------
+
+    def save_tree(self, tree: Tree) -> bytes:
+        """Store a tree as a TREE blob; returns its id."""
+        return self.save_blob(BlobType.TREE, tree.to_json())[0]
+
+    def load_tree(self, tree_id: bytes) -> Tree:
+        """Load and parse a tree blob."""
+        raw = self.load_blob(BlobType.TREE, tree_id)
+        try:
+            return Tree.from_json(raw)
+        except ValueError as exc:
+            raise IntegrityError(
+                f"tree {short(tree_id)} is malformed ({exc}): run `shadowvault check`"
+            ) from exc
+
+    def save_snapshot(self, s: Snapshot) -> str:
+        """Store a snapshot file; returns its hex id. Call ``flush`` first."""
+        return self.save_unpacked(FileType.SNAPSHOT, s.to_json()).hex()
+
+    def load_snapshot(self, snapshot_id: str) -> Snapshot:
+        """Load one snapshot by full hex id."""
+        raw = self.load_unpacked(FileType.SNAPSHOT, snapshot_id)
+        try:
+            return Snapshot.from_json(raw)
+        except ValueError as exc:
+            raise IntegrityError(f"snapshot {short(snapshot_id)} is malformed ({exc}): remove it") from exc
+
+    def list_snapshots(self) -> list[tuple[str, Snapshot]]:
+        """All snapshots as (hex id, Snapshot), oldest first."""
+        found = [(name, self.load_snapshot(name)) for name, _ in self.list_files(FileType.SNAPSHOT)]
+        found.sort(key=lambda item: (item[1].time, item[0]))
+        return found
+
+    def find_snapshot(self, ref: str) -> tuple[str, Snapshot]:
+        """``"latest"``, a full hex id or a unique prefix; RepoError otherwise."""
+        if ref == "latest":
+            snaps = self.list_snapshots()
+            if not snaps:
+                raise RepoError(
+                    f"the repository at {self.location()} has no snapshots yet: run a backup first"
+                )
+            return snaps[-1]
+        name = self.resolve(FileType.SNAPSHOT, ref)
+        return name, self.load_snapshot(name)
+
+    # ---- locking and closing -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(
+        self,
+        exclusive: bool = False,
+        *,
+        refresh_interval: float | None = None,
+        recheck_delay: float | None = None,
+    ) -> Iterator[None]:
+        """Hold a repository lock for the ``with`` block (RepoLockedError on conflict)."""
+        kwargs: dict[str, float] = {}
+        if refresh_interval is not None:
+            kwargs["refresh_interval"] = refresh_interval
+        if recheck_delay is not None:
+            kwargs["recheck_delay"] = recheck_delay
+        held = RepoLock(self, exclusive, **kwargs)
+        held.acquire()
+        self._locks.append(held)
+        try:
+            yield
+        finally:
+            self._locks.remove(held)
+            held.release()
+
+    def close(self) -> None:
+        """Release locks still held and the backend. Unflushed blobs are discarded: flush first."""
+        for held in list(self._locks):
+            held.release()
+        self._locks.clear()
+        self.backend.close()
+
+
+def decode_blob(master: crypto.Key, stored: bytes, entry: PackedBlob, pack_name: str) -> bytes:
+    """Decrypt, decompress and hash-check one stored blob; IntegrityError naming blob and pack."""
+    what = f"{entry.type.value} blob {entry.id.hex()} in pack {pack_name}"
+    try:
+        plain = crypto.open_(master, stored)
+        if entry.uncompressed_length is not None:
+            plain = compression.decompress(plain, entry.uncompressed_length)
+    except crypto.CiphertextError:
+        raise IntegrityError(
+            f"{what} fails its MAC: the pack is corrupt, run `shadowvault check --read-data`"
+        ) from None
+    except ValueError as exc:
+        raise IntegrityError(
+            f"{what} does not decompress ({exc}): run `shadowvault check --read-data`"
+        ) from exc
+    if hash_bytes(plain) != entry.id:
+        raise IntegrityError(f"{what} does not match its SHA-256: run `shadowvault check --read-data`")
+    return plain
+
+
+def now_ns() -> int:
+    """Current time in ns, for building snapshots."""
+    return jsonfmt.now_ns()
