@@ -207,6 +207,10 @@ class _Validator:
         self.locator = KeyLocator(text)
         self.problems: list[str] = []
 
+    def _line_of_problem(self, problem: str) -> int:
+        head = problem[len(str(self.path)) :].split(": ", 1)[0]
+        return int(head[1:]) if head[1:].isdigit() else 0
+
     def where(self, *key: str) -> str:
         line = self.locator.line_of(*key)
         return f"{self.path}:{line}" if line else str(self.path)
@@ -252,8 +256,10 @@ class _Validator:
             own = self.options(section, raw)
             sets[name] = self.merge(name, section, own, defaults, builtin)
         if self.problems:
-            # A relative source inherited from [defaults] is reported once, not once per set.
-            raise ConfigError("\n".join(dict.fromkeys(self.problems)))
+            # In file order; a relative source inherited from [defaults] is reported once, not per set.
+            unique = list(dict.fromkeys(self.problems))
+            unique.sort(key=self._line_of_problem)
+            raise ConfigError("\n".join(unique))
         return Config(path=self.path, repository=repository, _sets=sets, _defaults=defaults_eff)
 
     def repository(self, raw: Any) -> RepositoryConfig:
