@@ -1,1 +1,74 @@
-"""cli (to be described)."""
+"""Command-line interface: parse arguments, build the App, dispatch, map errors to exit codes.
+
+Thin by design: every command is a small module in ``commands/`` with
+``add_arguments(parser)`` and ``run(app, args) -> int``; the work happens in
+``shadowvault.engine`` and the layers below it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from shadowvault import __version__
+from shadowvault.errors import ShadowvaultError
+
+from .app import App
+from .commands import COMMANDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="shadowvault",
+        description="Back up files while they are open, into restic-compatible repositories.",
+    )
+    parser.add_argument("--version", action="version", version=f"shadowvault {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-r",
+        "--repo",
+        help="repository path (default: $SHADOWVAULT_REPOSITORY, config, or the "
+        "default repository in the user data directory)",
+    )
+    common.add_argument("--password-file", help="file whose first line is the repository password")
+    common.add_argument(
+        "--config", help="configuration file (default: $SHADOWVAULT_CONFIG or the user config dir)"
+    )
+    common.add_argument("--json", action="store_true", help="machine-readable JSON lines on stdout")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress or status messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        p = sub.add_parser(name, parents=[common], help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``shadowvault`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    app = App(args)
+    try:
+        code: int = args._run(app, args)
+        return code
+    except ShadowvaultError as e:
+        if app.json:
+            app.emit({"message_type": "error", "message": str(e), "exit_code": e.exit_code})
+        else:
+            app.err.print(f"error: {e}", markup=False, style="red")
+        return e.exit_code
+    except KeyboardInterrupt:
+        app.err.print("interrupted", markup=False)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

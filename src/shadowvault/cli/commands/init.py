@@ -1,0 +1,35 @@
+"""`shadowvault init`: create a new repository."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from shadowvault.errors import UsageError
+from shadowvault.repo import LocalBackend, Repository
+
+from ..app import App
+from ..password import get_password
+
+HELP = "create a new repository"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """No options beyond the common ones (--repo, --password-file)."""
+
+
+def run(app: App, args: argparse.Namespace) -> int:
+    """Create the repository and print its id."""
+    path, pw_file, is_default = app.repo_location()
+    if is_default and not args.repo:
+        raise UsageError("init needs --repo PATH (or $SHADOWVAULT_REPOSITORY)")
+    password = get_password(Path(pw_file) if pw_file else None, confirm=True)
+    repo = Repository.init(LocalBackend(path), password)
+    repo_id = str(repo.config["id"])
+    repo.close()
+    if app.json:
+        app.emit({"message_type": "initialized", "id": repo_id, "repository": str(path)})
+    else:
+        app.print(f"created repository {repo_id[:10]} at {path}")
+        app.print("Keep the password safe: without it the data in this repository cannot be read.")
+    return 0

@@ -1,0 +1,80 @@
+"""`shadowvault ls SNAPSHOT [PATH] [--long]`: list a snapshot's contents, marking suspect files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+from collections.abc import Iterator
+from datetime import datetime
+
+from shadowvault.engine.nodes import node_outcome, posix_permissions
+from shadowvault.errors import UsageError
+from shadowvault.repo import Node, Repository
+
+from ..app import App
+
+HELP = "list files in a snapshot"
+_TYPE_CHAR = {"dir": "d", "symlink": "l", "fifo": "p", "dev": "b", "chardev": "c", "socket": "s", "file": "-"}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Snapshot, optional directory inside it, --long."""
+    p.add_argument("snapshot", help="snapshot id, unique prefix, or 'latest'")
+    p.add_argument("path", nargs="?", default="/", help="only list below this path")
+    p.add_argument("-l", "--long", action="store_true", help="mode, owner, size, time and outcome")
+
+
+def walk(repo: Repository, tree_id: bytes | None, prefix: str) -> Iterator[tuple[str, Node]]:
+    """Depth-first (path, node) pairs of a tree."""
+    if tree_id is None:
+        return
+    for node in repo.load_tree(tree_id).nodes:
+        path = f"{prefix}/{node.name}"
+        yield path, node
+        if node.type == "dir":
+            yield from walk(repo, node.subtree, path)
+
+
+def run(app: App, args: argparse.Namespace) -> int:
+    """Print matching entries; suspect files are marked with their reason."""
+    repo = app.open_repo()
+    repo.load_index()
+    _, snap = repo.find_snapshot(args.snapshot)
+    below = os.path.normpath("/" + args.path.strip("/")) if args.path != "/" else ""
+    found = False
+    for path, node in walk(repo, snap.tree, ""):
+        if below and not (path == below or path.startswith(below + "/")):
+            continue
+        found = True
+        outcome = node_outcome(node)
+        if app.json:
+            app.emit(
+                {
+                    "path": path,
+                    "type": node.type,
+                    "size": node.size,
+                    "mode": node.mode,
+                    "mtime": node.mtime,
+                    "uid": node.uid,
+                    "gid": node.gid,
+                    "outcome": outcome,
+                }
+            )
+        elif args.long:
+            perms = stat.filemode(posix_permissions(node.mode))[1:]
+            when = datetime.fromtimestamp(node.mtime / 1e9).strftime("%Y-%m-%d %H:%M:%S")
+            mark = (
+                f"  [{outcome.get('class')}: {outcome.get('message') or outcome.get('reason')}]"
+                if outcome
+                else ""
+            )
+            app.print(
+                f"{_TYPE_CHAR.get(node.type, '?')}{perms} {node.user or node.uid:>8} "
+                f"{node.group or node.gid:>8} {node.size:>12} {when} {path}{mark}"
+            )
+        else:
+            app.print(path)
+    if below and not found:
+        raise UsageError(f"{below} is not in snapshot {args.snapshot}")
+    return 0

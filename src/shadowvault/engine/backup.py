@@ -1,0 +1,563 @@
+"""BackupSession: sources → snapshot, with the open-file strategy applied to every file.
+
+Data flow (one session)::
+
+    snapshots.SnapshotSession ─ view per source (or live)
+    fs.list_dir / read_meta / Selector ─ what to save, in sorted order
+    openfiles.OpenFiles.attempt ─ open + guard + read (main thread: leases signal it)
+    pyfastcdc ─ chunk boundaries          ┐
+    worker threads: repo.save_blob        ┘ hash, compress, encrypt, pack
+    TreeBuilder ─ seals directories when their last child is final
+    openfiles.decide ─ retry later (RetryQueue) or final FileOutcome
+    repo.flush + save_snapshot
+
+Files waiting for a retry never stall the walk: they keep a slot open in their
+directory and the session polls the retry queue between files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import os
+import socket
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyfastcdc import FastCDC
+
+from shadowvault import __version__
+from shadowvault.errors import FatalError
+from shadowvault.fs import (
+    ExcludeMatcher,
+    FileMeta,
+    Selector,
+    default_excludes,
+    devices_of,
+    list_dir,
+    read_meta,
+    runtime_excluded_paths,
+)
+from shadowvault.openfiles import (
+    Classification,
+    FileOutcome,
+    OpenFiles,
+    Retry,
+    RetryPolicy,
+    RetryQueue,
+    Strategy,
+    decide,
+)
+from shadowvault.repo import BlobType, Node, Repository, Snapshot
+from shadowvault.snapshots import SnapshotMode, SnapshotSession, SnapshotView
+
+from .events import (
+    EventSink,
+    FileDone,
+    FileRetryScheduled,
+    Progress,
+    SessionSummary,
+    Warning_,
+)
+from .nodes import node_from_meta, node_outcome, unchanged
+from .summary import Counts, exit_code
+from .tree_builder import PendingDir, PendingFile, TreeBuilder
+
+MIN_CHUNK = 512 * 1024
+AVG_CHUNK = 1024 * 1024
+MAX_CHUNK = 8 * 1024 * 1024
+_IN_FLIGHT = 16  # blobs queued for the workers: bounds memory to ~16 chunks
+_PROGRESS_EVERY = 0.25
+
+
+@dataclass
+class BackupOptions:
+    """Everything a backup session needs besides the repository (engine vocabulary)."""
+
+    sources: list[str]
+    strategy: Strategy = Strategy.TRY_DENY_WRITE
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(times=0, interval=0, on_change=False))
+    excludes: list[str] = field(default_factory=list)
+    exclude_if_present: list[str] = field(default_factory=lambda: ["CACHEDIR.TAG"])
+    use_default_excludes: bool = True
+    one_file_system: bool = False
+    tags: list[str] = field(default_factory=list)
+    host: str | None = None
+    force: bool = False
+    parent: str | None = None
+    snapshot_mode: SnapshotMode = SnapshotMode.OFF
+    pre_snapshot: str | None = None
+    post_snapshot: str | None = None
+    stop_on_errors: int = 0
+    set_name: str | None = None
+    excluded_paths: list[str] = field(default_factory=list)  # the repository, our state dir
+    workers: int = 0  # 0: one per CPU
+
+
+@dataclass
+class BackupResult:
+    """What a finished session reports: the snapshot (if written), counts and exit code."""
+
+    snapshot_id: str | None
+    counts: Counts
+    exit_code: int
+    outcomes: list[dict[str, Any]]
+    partial: bool
+
+
+@dataclass
+class _Waiting:
+    """A file waiting in the retry queue."""
+
+    dir: PendingDir
+    slot: int
+    orig: bytes
+    read_path: bytes
+    view: SnapshotView | None
+    attempts: list[Any]
+
+
+def _abs(p: str) -> str:
+    return os.path.normpath(os.path.abspath(os.path.expanduser(p)))
+
+
+class BackupSession:
+    """One backup run into ``repo``; emits events to ``sink``; ``run()`` returns a ``BackupResult``."""
+
+    def __init__(self, repo: Repository, options: BackupOptions, sink: EventSink) -> None:
+        self.repo = repo
+        self.opt = options
+        self.sink = sink
+        self.counts = Counts()
+        self.outcomes: list[dict[str, Any]] = []
+        self.queue: RetryQueue[_Waiting] = RetryQueue()
+        self.builder = TreeBuilder(repo.save_tree)
+        self._stopping = False
+        self._last_progress = 0.0
+        self._inflight: deque[Future[bytes]] = deque()
+        self._chunker = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
+        self._buf = bytearray(MIN_CHUNK)
+        self._added_lock_free: list[int] = [0, 0]  # blobs, bytes (updated from workers; GIL-atomic adds)
+        self.sources = sorted({_abs(s) for s in options.sources})
+        excludes = list(options.excludes)
+        if options.use_default_excludes:
+            excludes = self._builtin_excludes() + excludes
+        self.matcher = ExcludeMatcher(excludes)
+
+    def _builtin_excludes(self) -> list[str]:
+        """The built-in list, minus patterns that would exclude a source the user named.
+
+        Backing up ``/tmp/build`` on purpose must work even though ``/tmp/*`` is excluded by
+        default when backing up ``/``.
+        """
+        named = [os.fsencode(s) for s in self.sources]
+        return [p for p in default_excludes() if not any(ExcludeMatcher([p]).matches(s, True) for s in named)]
+
+    # ----- public -----------------------------------------------------------------------------
+
+    def run(self) -> BackupResult:
+        """Back up every source; write the snapshot unless nothing could be read at all."""
+        start = time.time()
+        for src in self.sources:
+            if not os.path.lexists(src):
+                raise FatalError(f"source {src} does not exist: check the path")
+        parent_id, parent_root = self._parent_tree()
+        workers = self.opt.workers or max(2, os.cpu_count() or 2)
+        with ExitStack() as stack:
+            self.pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="blob"))
+            snaps = stack.enter_context(
+                SnapshotSession(
+                    self.opt.snapshot_mode,
+                    [Path(s) for s in self.sources],
+                    pre_snapshot=self.opt.pre_snapshot,
+                    post_snapshot=self.opt.post_snapshot,
+                    on_message=self._warn,
+                )
+            )
+            self._snaps = snaps
+            self.of = OpenFiles(on_warning=self._warn)
+            stack.callback(self.of.close)
+            root = PendingDir(meta=None, parent=None, slot=0, parent_nodes=parent_root)
+            self._backup_sources(root, snaps)
+            self._drain_retries()
+            self._wait_inflight(0)
+            if self.builder.root_id is None:
+                raise FatalError("backup produced no tree: nothing was saved")
+            self.repo.flush()
+        snap = Snapshot(
+            time=int(start * 1e9),
+            tree=self.builder.root_id,
+            paths=list(self.sources),
+            hostname=self.opt.host or socket.gethostname(),
+            username=getpass.getuser(),
+            uid=os.getuid(),
+            gid=os.getgid(),
+            excludes=list(self.opt.excludes),
+            tags=list(self.opt.tags) + (["partial"] if self._stopping else []),
+            parent=parent_id,
+            original=None,
+            program_version=f"shadowvault {__version__}",
+            extra={"shadowvault": self._snapshot_extra()},
+        )
+        snapshot_id = self.repo.save_snapshot(snap)
+        code = exit_code(self.counts, snapshot_written=True)
+        self.sink(
+            SessionSummary(
+                snapshot_id=snapshot_id,
+                files_ok=self.counts.ok,
+                files_suspect=self.counts.suspect,
+                files_failed=self.counts.failed,
+                files_unchanged=self.counts.unchanged,
+                files_read=self.counts.files_read,
+                bytes_read=self.counts.bytes_read,
+                data_blobs_added=self._added_lock_free[0],
+                bytes_added=self._added_lock_free[1],
+                data_packs_written=getattr(self.repo, "data_packs_written", 0),
+                duration=time.time() - start,
+                exit_code=code,
+                partial=self._stopping,
+            )
+        )
+        self.counts.data_blobs_added, self.counts.bytes_added = self._added_lock_free
+        return BackupResult(snapshot_id, self.counts, code, self.outcomes, self._stopping)
+
+    # ----- parent snapshot ----------------------------------------------------------------------
+
+    def _parent_tree(self) -> tuple[str | None, dict[str, Node] | None]:
+        if self.opt.force:
+            return None, None
+        host = self.opt.host or socket.gethostname()
+        if self.opt.parent:
+            sid, snap = self.repo.find_snapshot(self.opt.parent)
+        else:
+            candidates = [
+                (sid, s)
+                for sid, s in self.repo.list_snapshots()
+                if s.hostname == host and sorted(s.paths) == self.sources
+            ]
+            if not candidates:
+                return None, None
+            sid, snap = max(candidates, key=lambda c: c[1].time)
+        return sid, self._children(snap.tree)
+
+    def _children(self, tree_id: bytes | None) -> dict[str, Node] | None:
+        if tree_id is None:
+            return None
+        return {n.name: n for n in self.repo.load_tree(tree_id).nodes}
+
+    # ----- walking ------------------------------------------------------------------------------
+
+    def _backup_sources(self, root: PendingDir, snaps: SnapshotSession) -> None:
+        """Lay out the intermediate directories of every source, then walk each source."""
+        trie: dict[str, Any] = {}
+        for src in self.sources:
+            node = trie
+            for part in src.strip("/").split("/"):
+                node = node.setdefault(part, {})
+            node.clear()  # a source covers everything below it
+            node[""] = src
+        self._lay_out(root, trie, "", snaps)
+        root.listed = True
+        self.builder.try_seal(root)
+
+    def _lay_out(self, d: PendingDir, trie: dict[str, Any], prefix: str, snaps: SnapshotSession) -> None:
+        for name in sorted(trie, key=os.fsencode):
+            path = f"{prefix}/{name}"
+            sub = trie[name]
+            parent_node = (d.parent_nodes or {}).get(name)
+            if "" in sub:
+                view = snaps.view(Path(path))
+                read_path = os.fsencode(path)
+                if view is not None:
+                    read_path = os.fsencode(str(view.walk_root))
+                self._backup_entry(d, name.encode(), os.fsencode(path), read_path, parent_node, view, True)
+                continue
+            meta = read_meta(os.fsencode(path))
+            child = PendingDir(meta=meta, parent=d, slot=d.reserve(), parent_nodes=self._subtree(parent_node))
+            self._lay_out(child, sub, path, snaps)
+            child.listed = True
+            self.builder.try_seal(child)
+
+    def _subtree(self, node: Node | None) -> dict[str, Node] | None:
+        if node is None or node.type != "dir":
+            return None
+        return self._children(node.subtree)
+
+    def _walk_dir(self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None) -> None:
+        try:
+            names = list_dir(read_path)
+        except OSError as e:
+            self._warn(f"cannot list directory {os.fsdecode(orig)}: {e.strerror}")
+            names = []
+        for name in names:
+            if self._stopping:
+                break
+            self._poll_retries()
+            parent_node = (d.parent_nodes or {}).get(os.fsdecode(name))
+            self._backup_entry(d, name, orig + b"/" + name, read_path + b"/" + name, parent_node, view, False)
+        d.listed = True
+        self.builder.try_seal(d)
+
+    def _backup_entry(
+        self,
+        d: PendingDir,
+        name: bytes,
+        orig: bytes,
+        read_path: bytes,
+        parent_node: Node | None,
+        view: SnapshotView | None,
+        is_source: bool,
+    ) -> None:
+        try:
+            meta = read_meta(read_path)
+        except FileNotFoundError:
+            return  # vanished between listing and lstat: it is simply not part of this snapshot
+        except OSError as e:
+            self._file_failed_early(orig, "io-error", f"cannot read metadata: {e.strerror}")
+            return
+        meta = _renamed(meta, name)
+        if not is_source and (not self.selector.selected(orig, meta) or self._internal(orig)):
+            return
+        if meta.kind == "dir":
+            child = PendingDir(meta=meta, parent=d, slot=d.reserve(), parent_nodes=self._subtree(parent_node))
+            if is_source or self.selector.descend(orig, meta):
+                self._walk_dir(child, orig, read_path, view)
+            else:  # a mount point under --one-file-system: recorded, not entered (as restic does)
+                child.listed = True
+                self.builder.try_seal(child)
+        elif meta.kind == "file":
+            self._backup_file(d, orig, read_path, meta, parent_node, view)
+        else:
+            d.add(node_from_meta(meta))
+
+    def _internal(self, orig: bytes) -> bool:
+        """Snapshot and clone work directories this session made must not be backed up."""
+        return any(orig == os.fsencode(str(p)) for p in self._snaps.internal_paths)
+
+    @property
+    def selector(self) -> Selector:
+        sel = getattr(self, "_selector", None)
+        if sel is None:
+            sel = Selector(
+                self.matcher,
+                self.opt.exclude_if_present,
+                self.opt.one_file_system,
+                devices_of(self.sources),
+                runtime_excluded_paths(*self.opt.excluded_paths),
+            )
+            self._selector = sel
+        return sel
+
+    # ----- files --------------------------------------------------------------------------------
+
+    def _backup_file(
+        self,
+        d: PendingDir,
+        orig: bytes,
+        read_path: bytes,
+        meta: FileMeta,
+        parent_node: Node | None,
+        view: SnapshotView | None,
+    ) -> None:
+        if (
+            parent_node is not None
+            and not self.opt.force
+            and view is None
+            and unchanged(parent_node, meta)
+            and node_outcome(parent_node) is None
+            and all(self.repo.has_blob(BlobType.DATA, b) for b in parent_node.content or [])
+        ):
+            d.add(PendingFile(meta, meta.size, list(parent_node.content or []), None))
+            self.counts.unchanged += 1
+            self.counts.add_class("ok")
+            self.sink(FileDone(os.fsdecode(orig), meta.size, {"class": "ok"}, reused=True))
+            return
+        waiting = _Waiting(d, d.reserve(), orig, read_path, view, [])
+        self._attempt(waiting, meta)
+
+    def _attempt(self, w: _Waiting, meta: FileMeta) -> None:
+        """One read attempt; then settle the file or put it back in the retry queue."""
+        strategy = Strategy.ALLOW_WRITE if w.view is not None else self.opt.strategy
+        with self._read_path(w) as path:
+            chunks: list[Future[bytes]] = []
+            size = 0
+            with self.of.attempt(path, strategy, number=len(w.attempts) + 1) as att:
+                if att.refused is None:
+                    size = self._chunk(att, chunks, meta.size)
+            attempt = att.result()
+        w.attempts.append(attempt)
+        step = decide(w.attempts, strategy, self.opt.retry)
+        if isinstance(step, Retry):
+            self.queue.push(w, time.monotonic() + step.after)
+            self.sink(FileRetryScheduled(os.fsdecode(w.orig), len(w.attempts), step.after, step.reason.value))
+            return
+        self._settle(w, meta, step, chunks, size)
+
+    @contextmanager
+    def _read_path(self, w: _Waiting) -> Iterator[bytes]:
+        if w.view is None:
+            yield w.read_path
+            return
+        with w.view.open_file(Path(os.fsdecode(w.orig))) as p:
+            yield os.fsencode(str(p))
+
+    def _settle(
+        self, w: _Waiting, meta: FileMeta, outcome: FileOutcome, chunks: list[Future[bytes]], size: int
+    ) -> None:
+        data = outcome.to_json()
+        cls = outcome.classification
+        path = os.fsdecode(w.orig)
+        self.counts.add_class(cls.value)
+        self.counts.files_read += 1
+        self.counts.bytes_read += size
+        if cls is not Classification.OK or outcome.writers:
+            self.outcomes.append({"path": path, **data})
+        if cls is Classification.FAILED:
+            self.builder.settle(w.dir, w.slot, None)
+        else:
+            stored = data if cls is Classification.SUSPECT else None
+            self.builder.settle(w.dir, w.slot, PendingFile(meta, size, chunks, stored))
+        self.sink(FileDone(path, size, data, reused=False))
+        if (
+            cls is Classification.FAILED
+            and self.opt.stop_on_errors
+            and (self.counts.failed >= self.opt.stop_on_errors)
+        ):
+            self._stopping = True
+            self._warn(f"stopping after {self.counts.failed} failed files (stop_on_errors)")
+
+    def _file_failed_early(self, orig: bytes, reason: str, message: str) -> None:
+        path = os.fsdecode(orig)
+        data = {"class": "failed", "reason": reason, "message": message, "attempts": 0, "writers": []}
+        self.counts.add_class("failed")
+        self.outcomes.append({"path": path, **data})
+        self.sink(FileDone(path, 0, data, reused=False))
+
+    def _chunk(self, att: Any, chunks: list[Future[bytes]], expected: int) -> int:
+        """Read the attempt's file into blobs; returns the number of bytes read."""
+        if expected < MIN_CHUNK:
+            # One chunk at most: skip the chunker, read straight into a reusable buffer.
+            view = memoryview(self._buf)
+            n = 0
+            while n < len(view):
+                got = att.readinto(view[n:])
+                if not got:
+                    break
+                n += got
+            if n == len(view):  # the file grew past the small-file limit while we read it
+                return n + self._chunk_stream(att, chunks, bytes(view[:n]))
+            if n:
+                chunks.append(self._submit(bytes(view[:n])))
+            return n
+        return self._chunk_stream(att, chunks, b"")
+
+    def _chunk_stream(self, att: Any, chunks: list[Future[bytes]], head: bytes) -> int:
+        total = 0
+        reader = att if not head else _Prefixed(head, att)
+        for chunk in self._chunker.cut_stream(reader):
+            chunks.append(self._submit(bytes(chunk.data)))
+            total += chunk.length
+            self._maybe_progress(att)
+        return total
+
+    def _submit(self, data: bytes) -> Future[bytes]:
+        self._wait_inflight(_IN_FLIGHT)
+        fut = self.pool.submit(self._save, data)
+        self._inflight.append(fut)
+        return fut
+
+    def _save(self, data: bytes) -> bytes:
+        blob_id, added = self.repo.save_blob(BlobType.DATA, data)
+        if added:
+            self._added_lock_free[0] += 1
+            self._added_lock_free[1] += len(data)
+        return blob_id
+
+    def _wait_inflight(self, limit: int) -> None:
+        while len(self._inflight) > limit or (self._inflight and self._inflight[0].done()):
+            self._inflight.popleft().result()
+
+    # ----- retries ------------------------------------------------------------------------------
+
+    def _poll_retries(self) -> None:
+        for w in self.queue.pop_due(time.monotonic()):
+            self._retry(w)
+
+    def _retry(self, w: _Waiting) -> None:
+        try:
+            meta = _renamed(read_meta(w.read_path), os.path.basename(w.orig))
+        except OSError:
+            self.builder.settle(w.dir, w.slot, None)
+            self._file_failed_early(w.orig, "vanished", "the file disappeared before it could be retried")
+            return
+        self._attempt(w, meta)
+
+    def _drain_retries(self) -> None:
+        while len(self.queue):
+            due = self.queue.next_due()
+            if due is not None:
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(min(delay, 0.5))
+            self._poll_retries()
+
+    # ----- reporting ----------------------------------------------------------------------------
+
+    def _warn(self, message: str) -> None:
+        self.sink(Warning_(message))
+
+    def _maybe_progress(self, att: Any = None) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= _PROGRESS_EVERY:
+            self._last_progress = now
+            self.sink(
+                Progress(
+                    self.counts.ok + self.counts.suspect + self.counts.failed,
+                    self.counts.bytes_read,
+                    0,
+                    "",
+                )
+            )
+
+    def _snapshot_extra(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "summary": {
+                "ok": self.counts.ok,
+                "suspect": self.counts.suspect,
+                "failed": self.counts.failed,
+            },
+            "partial": self._stopping,
+            "set": self.opt.set_name,
+            "strategy": self.opt.strategy.value,
+            "outcomes": self.outcomes,
+        }
+
+
+class _Prefixed:
+    """A reader that first returns ``head`` and then continues from ``rest``."""
+
+    def __init__(self, head: bytes, rest: Any) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readinto(self, b: memoryview) -> int:
+        if self._head:
+            n = min(len(b), len(self._head))
+            b[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return int(self._rest.readinto(b))
+
+
+def _renamed(meta: FileMeta, name: bytes) -> FileMeta:
+    """The walk reads metadata through snapshot paths; the node keeps the original name."""
+    if meta.name == name:
+        return meta
+    return dataclasses.replace(meta, name=name)

@@ -1,0 +1,111 @@
+"""Events a session emits, and the sink protocol the CLI (or any caller) implements.
+
+Sessions never print: they hand events to an injected ``EventSink`` (restic's
+``ui`` interfaces, hatch's single output path). The CLI renders them as a
+progress display or as JSON lines; tests collect them in a list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base class: every event has a machine name used as the JSON ``message_type``."""
+
+    kind: str = field(init=False, default="event")
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for ``--json`` output."""
+        data = {k: v for k, v in self.__dict__.items() if k != "kind"}
+        return {"message_type": self.kind, **data}
+
+
+@dataclass(frozen=True)
+class Warning_(Event):
+    """Something the user should know that does not change a file's outcome."""
+
+    message: str
+    kind: str = field(init=False, default="warning")
+
+
+@dataclass(frozen=True)
+class FileStarted(Event):
+    """A file is about to be read (attempt ``attempt``)."""
+
+    path: str
+    size: int
+    attempt: int
+    kind: str = field(init=False, default="file_started")
+
+
+@dataclass(frozen=True)
+class FileDone(Event):
+    """A file reached its final outcome; ``outcome`` is ``FileOutcome.to_json()``."""
+
+    path: str
+    size: int
+    outcome: dict[str, Any]
+    reused: bool
+    kind: str = field(init=False, default="file_done")
+
+
+@dataclass(frozen=True)
+class FileRetryScheduled(Event):
+    """A file's attempt failed and it will be tried again after ``delay`` seconds."""
+
+    path: str
+    attempt: int
+    delay: float
+    reason: str
+    kind: str = field(init=False, default="file_retry")
+
+
+@dataclass(frozen=True)
+class Progress(Event):
+    """Periodic counters for a progress display."""
+
+    files_done: int
+    bytes_done: int
+    bytes_total: int
+    current: str
+    kind: str = field(init=False, default="status")
+
+
+@dataclass(frozen=True)
+class SessionSummary(Event):
+    """End of a backup session: counts per class and the exit code."""
+
+    snapshot_id: str | None
+    files_ok: int
+    files_suspect: int
+    files_failed: int
+    files_unchanged: int
+    files_read: int
+    bytes_read: int
+    data_blobs_added: int
+    bytes_added: int
+    data_packs_written: int
+    duration: float
+    exit_code: int
+    partial: bool = False
+    kind: str = field(init=False, default="summary")
+
+
+class EventSink(Protocol):
+    """Receives every event of a session, in order."""
+
+    def __call__(self, event: Event) -> None:
+        """Handle one event."""
+
+
+class ListSink:
+    """An ``EventSink`` that keeps every event (tests, and callers that want the log)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
