@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from shadowvault.errors import SnapshotError
-from shadowvault.snapshots import SnapshotMode, Unsupported, Volume, load_providers
+from shadowvault.snapshots import SnapshotMode, load_providers
 from shadowvault.snapshots.btrfs import map_to_mounts, parse_subvolume_list
 from shadowvault.snapshots.commands import check, first_error_line, run_command
 from shadowvault.snapshots.interface import translate_under
@@ -15,7 +15,7 @@ from shadowvault.snapshots.lvm import find_lv, mount_options, parse_lvs, snapsho
 from shadowvault.snapshots.model import is_stale_session, new_session_id, session_pid, split_session
 from shadowvault.snapshots.mounts import find_mount, parse_findmnt, parse_mountinfo
 from shadowvault.snapshots.registry import ProviderSettings
-from shadowvault.snapshots.session import choose_volume, required_failure
+from shadowvault.snapshots.session import explain, required_failure
 from shadowvault.snapshots.zfs import parse_stale_snapshots
 
 MOUNTINFO = (
@@ -50,11 +50,9 @@ def test_stale_rule() -> None:
     assert is_stale_session("garbage", alive=alive, own_pid=50, own_sessions=own)
 
 
-def test_choose_volume_and_required_message() -> None:
-    vol = Volume("b", "k", Path("/x"))
-    assert choose_volume([Unsupported("a", "no"), vol]) is vol
-    assert choose_volume([Unsupported("a", "no"), Unsupported("b", "nope")]) == "a: no; b: nope"
-    assert choose_volume([]) == "no snapshot providers are available"
+def test_explanations_and_required_message() -> None:
+    assert explain(["a: no", "b: nope"]) == "a: no; b: nope"
+    assert explain([]) == "no snapshot providers are available"
     assert required_failure({}) is None
     text = required_failure({Path("/s1"): "why1", Path("/s2"): "why2"})
     assert text == "snapshot required but /s1 cannot be snapshotted: why1 (and 1 more source(s))"

@@ -184,8 +184,27 @@ def test_auto_failure_of_one_volume_leaves_the_other(vols: tuple[Path, Path, Pat
         assert ss.view(a) is not None
         assert ss.view(b) is None
     assert [m for m in messages if "read live" in m] == [
-        f"snapshot: {b} will be read live: copy of {b} failed on purpose"
+        f"snapshot: {b} will be read live: copy: copy of {b} failed on purpose"
     ]
+
+
+class SecondCopyProvider(CopyProvider):
+    """Another provider of the same kind, to see the session fall back to it."""
+
+    name = "copy2"
+
+
+def test_a_failed_create_falls_back_to_the_next_provider(vols: tuple[Path, Path, Path]) -> None:
+    a, _, log = vols
+    messages: list[str] = []
+    first, second = CopyProvider([a], log, fail=[a]), SecondCopyProvider([a], log)
+    with SnapshotSession(
+        SnapshotMode.REQUIRED, [a], on_message=messages.append, providers=[first, second]
+    ) as ss:
+        view = ss.view(a)
+        assert view is not None and view.provider == "copy2"
+    assert any(f"{a} uses copy2 (copy: copy of {a} failed on purpose)" in m for m in messages)
+    assert events(log) == ["create vol-a", "create vol-a", f"delete {Path(second.deleted[0]).name}"]
 
 
 def test_off_mode_asks_no_provider(vols: tuple[Path, Path, Path]) -> None:

@@ -26,8 +26,7 @@ from shadowvault.snapshots.commands import CommandResult, Runner, run_command
 from shadowvault.snapshots.interface import SnapshotProvider
 from shadowvault.snapshots.model import DEFAULT_PREFIX, Handle, SnapshotMode, Unsupported, Volume
 from shadowvault.snapshots.registry import ENTRY_POINT_GROUP, ProviderSettings, load_providers
-from shadowvault.snapshots.session import SnapshotSession
-from shadowvault.snapshots.view import SnapshotView
+from shadowvault.snapshots.session import SnapshotSession, SnapshotView
 
 __all__ = [
     "DEFAULT_PREFIX",

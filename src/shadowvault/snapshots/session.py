@@ -1,5 +1,11 @@
 """SnapshotSession: every snapshot one backup session needs, made once and always removed.
 
+``SnapshotView`` is one source seen through its volume's snapshot: the engine
+walks ``walk_root``, reads what ``open_file`` yields and records original
+paths (``to_original`` maps a walked path back). For volume snapshots the walk
+happens inside the snapshot; for reflink it is on the live tree and only file
+contents come from a clone made at ``open_file``.
+
 On ``__enter__`` the session removes snapshots left by crashed sessions (their
 names carry our prefix and a pid that no longer runs). The snapshots
 themselves are made in one batch, bracketed by the ``pre_snapshot`` and
@@ -17,6 +23,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -29,14 +36,12 @@ from shadowvault.snapshots.model import (
     Handle,
     SnapshotMode,
     Unsupported,
-    Volume,
     is_stale_session,
     new_session_id,
 )
 from shadowvault.snapshots.registry import ProviderSettings, load_providers
-from shadowvault.snapshots.view import SnapshotView
 
-__all__ = ["SnapshotSession", "choose_volume", "required_failure"]
+__all__ = ["SnapshotSession", "SnapshotView", "explain", "required_failure"]
 
 #: Sessions open in this process: their snapshots are not stale even though our pid is alive.
 _OPEN_SESSIONS: set[str] = set()
@@ -44,14 +49,9 @@ _OPEN_LOCK = threading.Lock()
 _HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
-def choose_volume(answers: Sequence[Volume | Unsupported]) -> Volume | str:
-    """The first provider's volume, or one line saying why no provider can help."""
-    for answer in answers:
-        if isinstance(answer, Volume):
-            return answer
-    if not answers:
-        return "no snapshot providers are available"
-    return "; ".join(f"{a.provider}: {a.reason}" for a in answers if isinstance(a, Unsupported))
+def explain(reasons: Sequence[str]) -> str:
+    """One line saying why no provider could give a source a snapshot."""
+    return "; ".join(reasons) if reasons else "no snapshot providers are available"
 
 
 def required_failure(failures: dict[Path, str]) -> str | None:
@@ -97,6 +97,8 @@ class SnapshotSession:
         self._prepared = False
         self._views: dict[Path, SnapshotView | None] = {}
         self._created: list[tuple[SnapshotProvider, Handle]] = []
+        #: None: pre_snapshot not run yet; "": ran fine (or none set); else why it failed
+        self._pre_state: str | None = None
         self._old_sigterm: Any = None
         self.leftovers: list[Handle] = []
 
@@ -174,91 +176,85 @@ class SnapshotSession:
                     )
 
     def _prepare(self) -> None:
-        """Find every source's volume and snapshot each volume once, between pre and post."""
+        """Snapshot every source's volume once, pre/post around the batch; apply the mode's rule."""
         assert self._providers is not None
         self._prepared = True
-        volume_of: dict[Path, Volume] = {}
+        made: dict[tuple[str, str], Handle] = {}
+        failed: dict[tuple[str, str], str] = {}
         failures: dict[Path, str] = {}
-        for source in self.sources:
-            chosen = self._find_volume(source)
-            if isinstance(chosen, Volume):
-                volume_of[source] = chosen
-            else:
-                failures[source] = chosen
-        handles = self._create_all(volume_of, failures)
-        by_name = {p.name: p for p in self._providers}
-        for source in self.sources:
-            volume = volume_of.get(source)
-            handle = handles.get((volume.provider, volume.key)) if volume else None
-            if volume is None or handle is None:
-                self._views[source] = None
-                continue
-            resolved = Path(os.path.realpath(source))
-            self._views[source] = SnapshotView(source, resolved, by_name[volume.provider], handle, self)
+        try:
+            for source in self.sources:
+                found = self._snapshot_source(source, made, failed)
+                if isinstance(found, str):
+                    failures[source] = found
+                    self._views[source] = None
+                else:
+                    provider, handle = found
+                    resolved = Path(os.path.realpath(source))
+                    self._views[source] = SnapshotView(source, resolved, provider, handle, self)
+        finally:
+            # After a failed pre command too: it may have half-quiesced the application.
+            if self._pre_state is not None and self._post:
+                post = self._run(["/bin/sh", "-c", self._post])
+                if not post.ok:
+                    self._say(f"snapshot: post_snapshot command failed: {first_error_line(post)}")
         error = required_failure(failures)
         if error is not None and self.mode is SnapshotMode.REQUIRED:
             raise SnapshotError(error)
         for source, why in failures.items():
             self._say(f"snapshot: {source} will be read live: {why}")
 
-    def _find_volume(self, source: Path) -> Volume | str:
+    def _snapshot_source(
+        self, source: Path, made: dict[tuple[str, str], Handle], failed: dict[tuple[str, str], str]
+    ) -> tuple[SnapshotProvider, Handle] | str:
+        """The first provider whose snapshot of ``source``'s volume exists or can be made, else why not.
+
+        A provider whose create fails does not end the search: the next one
+        (reflink after a full btrfs, say) may still give a point-in-time view.
+        """
         assert self._providers is not None
         resolved = Path(os.path.realpath(source))
         if not os.path.lexists(resolved):
             return f"{source} does not exist"
-        answers: list[Volume | Unsupported] = []
+        reasons: list[str] = []
         for provider in self._providers:
             try:
                 answer = provider.supports(resolved)
             except (OSError, SnapshotError) as exc:
                 answer = Unsupported(provider.name, str(exc))
-            answers.append(answer)
-            if isinstance(answer, Volume):
-                break
-        return choose_volume(answers)
+            if isinstance(answer, Unsupported):
+                reasons.append(f"{provider.name}: {answer.reason}")
+                continue
+            key = (provider.name, answer.key)
+            if key not in made and key not in failed:
+                pre_failure = self._run_pre_once()
+                if pre_failure is not None:
+                    return pre_failure
+                try:
+                    handle = provider.create(answer, self._prefix, self.session_id)
+                except (OSError, SnapshotError) as exc:
+                    failed[key] = str(exc)
+                else:
+                    made[key] = handle
+                    self._created.append((provider, handle))
+                    self._say(f"snapshot: {provider.name} snapshot {handle.name} of {answer.key} created")
+            if key in made:
+                if reasons and failed:
+                    self._say(f"snapshot: {source} uses {provider.name} ({'; '.join(reasons)})")
+                return provider, made[key]
+            reasons.append(f"{provider.name}: {failed[key]}")
+        return explain(reasons)
 
-    def _create_all(
-        self, volume_of: dict[Path, Volume], failures: dict[Path, str]
-    ) -> dict[tuple[str, str], Handle]:
-        """Create each distinct volume's snapshot; record why for sources whose volume failed."""
-        assert self._providers is not None
-        by_name = {p.name: p for p in self._providers}
-        volumes: dict[tuple[str, str], Volume] = {}
-        for volume in volume_of.values():
-            volumes.setdefault((volume.provider, volume.key), volume)
-        handles: dict[tuple[str, str], Handle] = {}
-        errors: dict[tuple[str, str], str] = {}
-        if not volumes:
-            return handles
-        try:
+    def _run_pre_once(self) -> str | None:
+        """Run pre_snapshot before the first snapshot; None if fine, else why snapshots fail."""
+        if self._pre_state is None:
+            self._pre_state = ""
             if self._pre:
                 pre = self._run(["/bin/sh", "-c", self._pre])
                 if not pre.ok:
-                    why = f"pre_snapshot command failed: {first_error_line(pre)}"
-                    errors = dict.fromkeys(volumes, why)
-                    self._say(f"snapshot: {why}")
-            for key, volume in volumes.items():
-                if key in errors:
-                    continue
-                try:
-                    handle = by_name[volume.provider].create(volume, self._prefix, self.session_id)
-                except (OSError, SnapshotError) as exc:
-                    errors[key] = str(exc)
-                    continue
-                self._created.append((by_name[volume.provider], handle))
-                handles[key] = handle
-                self._say(f"snapshot: {volume.provider} snapshot {handle.name} of {volume.key} created")
-        finally:
-            # After a failed pre command too: it may have half-quiesced the application.
-            if self._post:
-                post = self._run(["/bin/sh", "-c", self._post])
-                if not post.ok:
-                    self._say(f"snapshot: post_snapshot command failed: {first_error_line(post)}")
-        for source, volume in volume_of.items():
-            key = (volume.provider, volume.key)
-            if key in errors:
-                failures[source] = errors[key]
-        return handles
+                    self._pre_state = f"pre_snapshot command failed: {first_error_line(pre)}"
+                    self._say(f"snapshot: {self._pre_state}")
+        return self._pre_state or None
 
     def _cleanup(self) -> None:
         """Delete what we made (newest first) with SIGINT/SIGTERM held until done."""
@@ -300,3 +296,61 @@ class SnapshotSession:
         if self._old_sigterm is not None:
             signal.signal(signal.SIGTERM, self._old_sigterm)
             self._old_sigterm = None
+
+
+class SnapshotView:
+    """Point-in-time access to one source (made by ``SnapshotSession.view``)."""
+
+    def __init__(
+        self,
+        source: Path,
+        resolved: Path,
+        provider: SnapshotProvider,
+        handle: Handle,
+        session: SnapshotSession | None = None,
+    ) -> None:
+        self.source = source
+        self.handle = handle
+        self._resolved = resolved
+        self._provider = provider
+        self._session = session
+        self.walk_root = provider.translate(handle, resolved)
+
+    @property
+    def provider(self) -> str:
+        """Name of the provider behind this view: "btrfs", "reflink", "lvm", "zfs"."""
+        return self._provider.name
+
+    @property
+    def internal_paths(self) -> tuple[Path, ...]:
+        """Snapshot and work dirs of the whole session (live paths) that a walk should skip."""
+        if self._session is not None:
+            return self._session.internal_paths
+        return (self.handle.path,) if self.handle.path is not None else ()
+
+    def _live(self, original: Path) -> Path:
+        # Sources may be given through symlinks; the volume knows only resolved paths.
+        try:
+            rel = Path(original).relative_to(self.source)
+        except ValueError:
+            return Path(os.path.abspath(original))
+        return self._resolved / rel if rel.parts else self._resolved
+
+    def translate(self, original: Path) -> Path:
+        """Where ``original`` (a path under the source) can be stat'ed in this view."""
+        return self._provider.translate(self.handle, self._live(original))
+
+    def to_original(self, walked: Path) -> Path:
+        """Map a path found under ``walk_root`` back to the original path to record."""
+        try:
+            rel = Path(walked).relative_to(self.walk_root)
+        except ValueError:
+            raise SnapshotError(f"{walked} is not under this view's walk root {self.walk_root}") from None
+        return self.source / rel if rel.parts else self.source
+
+    def open_file(self, original: Path) -> AbstractContextManager[Path]:
+        """Context manager yielding the path to read ``original`` from; raises ``SnapshotError``."""
+        return self._provider.open_file(self.handle, self._live(original))
+
+    def __repr__(self) -> str:
+        return f"SnapshotView({self.provider}, source={self.source}, walk_root={self.walk_root})"
