@@ -19,7 +19,7 @@ import platformdirs
 from rich.console import Console
 
 from shadowvault.errors import ConfigError, RepoNotFoundError
-from shadowvault.repo import LocalBackend, Repository
+from shadowvault.repo import DEFAULT_PACK_SIZE, LocalBackend, Repository
 
 from .password import get_password
 
@@ -120,7 +120,7 @@ class App:
             return Path(cfg.repository.path), pw_file or cfg_pw, False
         return default_repo_path(), pw_file or default_password_file(), True
 
-    def open_repo(self, *, create_default: bool = False) -> Repository:
+    def open_repo(self, *, create_default: bool = False, pack_size: int = DEFAULT_PACK_SIZE) -> Repository:
         """Open the repository; with ``create_default`` the zero-config repository is made on first use."""
         path, pw_file, is_default = self.repo_location()
         if is_default and create_default and not (path / "config").exists():
@@ -131,7 +131,7 @@ class App:
                 f"{ENV_REPOSITORY}, or run `shadowvault backup PATH` once to create the default one"
             )
         password = get_password(pw_file if (pw_file and pw_file.exists()) or not is_default else None)
-        return Repository.open(LocalBackend(path), password)
+        return Repository.open(LocalBackend(path), password, pack_size=pack_size)
 
     def _create_default_repo(self, path: Path) -> None:
         pw_file = default_password_file()

@@ -7,6 +7,7 @@ import argparse
 from shadowvault.engine.backup import BackupOptions, BackupSession
 from shadowvault.errors import UsageError
 from shadowvault.openfiles import RetryPolicy, Strategy
+from shadowvault.repo import DEFAULT_PACK_SIZE
 from shadowvault.snapshots import SnapshotMode
 
 from ..app import App
@@ -93,11 +94,12 @@ def run(app: App, args: argparse.Namespace) -> int:
     if not args.paths:
         raise UsageError("backup needs at least one PATH")
     options = options_from_args(args)
-    repo = app.open_repo(create_default=True)
+    pack_size = DEFAULT_PACK_SIZE
     if args.pack_size is not None:
         if not 1 <= args.pack_size <= 128:
             raise UsageError("--pack-size must be between 1 and 128 MiB")
-        repo.pack_size = args.pack_size * 1024 * 1024
+        pack_size = args.pack_size * 1024 * 1024
+    repo = app.open_repo(create_default=True, pack_size=pack_size)
     repo_path, _, _ = app.repo_location()
     options.excluded_paths.append(str(repo_path))
     renderer = BackupRenderer(app)
