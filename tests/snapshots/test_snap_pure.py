@@ -11,7 +11,7 @@ from shadowvault.snapshots import SnapshotMode, load_providers
 from shadowvault.snapshots.btrfs import map_to_mounts, parse_subvolume_list
 from shadowvault.snapshots.commands import check, first_error_line, run_command
 from shadowvault.snapshots.interface import translate_under
-from shadowvault.snapshots.lvm import find_lv, mount_options, parse_lvs, snapshot_lv_name
+from shadowvault.snapshots.lvm import find_lv, lvcreate_argv, mount_options, parse_lvs, snapshot_lv_name
 from shadowvault.snapshots.model import is_stale_session, new_session_id, session_pid, split_session
 from shadowvault.snapshots.mounts import find_mount, parse_findmnt, parse_mountinfo
 from shadowvault.snapshots.registry import ProviderSettings
@@ -106,6 +106,9 @@ def test_lvm_decisions() -> None:
     assert find_lv("/dev/vg/lv", rows) is rows[0]
     assert find_lv("/dev/vg/other", rows) is None
     assert mount_options("xfs") == "ro,nouuid" and mount_options("ext4") == "ro"
+    assert lvcreate_argv("vg", "lv", "s", size="20%ORIGIN", thin=False) == [
+        *("lvcreate", "--snapshot", "--extents", "20%ORIGIN", "--name", "s", "vg/lv")
+    ]
     name = snapshot_lv_name("shadowvault", "1-0badf00d", "x" * 200)
     assert len(name) == 127 and name.startswith("shadowvault-1-0badf00d-x")
 

@@ -129,3 +129,18 @@ def test_probe_accepts_btrfs(tmp_path: Path) -> None:
             assert clone.read_text() == "x" * 5000
         provider.delete(handle)
         assert hidden(mnt) == []
+
+
+def test_file_on_a_nested_mount_cannot_be_cloned_and_says_why(xfs: Path) -> None:
+    nested = xfs / "data" / "nested"
+    nested.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "svtest", str(nested)], check=True)
+    try:
+        (nested / "f").write_text("on tmpfs")
+        with SnapshotSession(SnapshotMode.AUTO, [xfs / "data"], on_message=lambda m: None) as ss:
+            view = ss.view(xfs / "data")
+            assert view is not None
+            with pytest.raises(SnapshotError, match="another mount"), view.open_file(nested / "f"):
+                pass
+    finally:
+        subprocess.run(["umount", str(nested)], check=True)

@@ -90,11 +90,13 @@ def snapshot_lv_name(prefix: str, session: str, lv: str) -> str:
 
 
 def lvcreate_argv(vg: str, lv: str, snap: str, *, size: str, thin: bool) -> list[str]:
-    """The ``lvcreate`` call that snapshots ``vg/lv`` as ``snap``."""
+    """The ``lvcreate`` call that snapshots ``vg/lv`` as ``snap`` (size like "1G" or "20%ORIGIN")."""
     if thin:
         # Thin snapshots are created with activation skip set; we need it active to mount it.
         return ["lvcreate", "--snapshot", "--setactivationskip", "n", "--name", snap, f"{vg}/{lv}"]
-    return ["lvcreate", "--snapshot", "--size", size, "--name", snap, f"{vg}/{lv}"]
+    # "20%ORIGIN" style sizes are extents, which lvcreate takes only through --extents.
+    amount = ["--extents", size] if "%" in size else ["--size", size]
+    return ["lvcreate", "--snapshot", *amount, "--name", snap, f"{vg}/{lv}"]
 
 
 def mount_options(fs_type: str) -> str:

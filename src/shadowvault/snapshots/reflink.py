@@ -129,7 +129,11 @@ class ReflinkProvider:
             try:
                 clone_file(path, fd)
             except OSError as exc:
-                raise SnapshotError(f"cannot reflink {path}: {exc.strerror or exc}") from None
+                why = exc.strerror or str(exc)
+                if exc.errno == errno.EXDEV:
+                    root = handle.volume.root if handle.volume else handle.path.parent
+                    why = f"it is on another mount than {root}"
+                raise SnapshotError(f"cannot reflink {path}: {why}") from None
             finally:
                 os.close(fd)
             yield clone
