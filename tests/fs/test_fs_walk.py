@@ -220,3 +220,45 @@ def test_meta_is_frozen(tmp_path: Path) -> None:
     m: FileMeta = read_meta(bytes(tmp_path / "f"))
     with pytest.raises(AttributeError):
         m.size = 3  # type: ignore[misc]
+
+
+def test_selector_for_roots(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"src": {"a.log": b"l", "tmp": {"x": b"x"}, "keep": b"k"}, "repo": {"config": b"c"}})
+    roots = [bytes(tmp_path)]
+    sel = Selector.for_roots(
+        roots,
+        exclude=["*.log"],
+        exclude_if_present=[],
+        one_file_system=True,
+        excluded_paths=[str(tmp_path / "repo"), None],
+    )
+    got = {os.path.relpath(p, bytes(tmp_path)) for p, _ in walk(roots, sel, lambda p, e: None)}
+    assert got == {b".", b"src", b"src/keep", b"src/tmp", b"src/tmp/x"}
+    assert sel.root_devices == {os.stat(tmp_path).st_dev}
+    assert "pagefile.sys" in sel.excludes.patterns
+    # a root inside a built-in exclusion (pytest's tmp dir is under /tmp) keeps its contents
+    assert ("/tmp/*" in sel.excludes.patterns) == (not bytes(tmp_path).startswith(b"/tmp/"))
+    assert (
+        "/proc/*"
+        in Selector.for_roots(
+            [b"/tmp/x"], exclude=[], exclude_if_present=[], one_file_system=False
+        ).excludes.patterns
+    )
+    assert (
+        "/tmp/*"
+        not in Selector.for_roots(
+            [b"/tmp/x"], exclude=[], exclude_if_present=[], one_file_system=False
+        ).excludes.patterns
+    )
+    assert (
+        "/tmp/*"
+        in Selector.for_roots(
+            [b"/"], exclude=[], exclude_if_present=[], one_file_system=False
+        ).excludes.patterns
+    )
+    plain = Selector.for_roots(
+        roots, exclude=[], exclude_if_present=[], one_file_system=False, use_default_excludes=False
+    )
+    assert plain.excludes.patterns == []
+    with pytest.raises(ValueError, match="unclosed"):
+        Selector.for_roots(roots, exclude=["[x"], exclude_if_present=[], one_file_system=False)

@@ -26,7 +26,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 
-from shadowvault.fs.defaults import could_be_swap, has_marker, is_swap_file, parse_marker
+from shadowvault.fs.defaults import (
+    could_be_swap,
+    default_excludes,
+    has_marker,
+    is_swap_file,
+    parse_marker,
+    runtime_excluded_paths,
+)
 from shadowvault.fs.excludes import ExcludeMatcher
 from shadowvault.fs.meta import FileMeta, read_meta
 
@@ -78,14 +85,50 @@ class Selector:
         self.extra_excluded_paths = {os.path.normpath(p) for p in extra_excluded_paths}
         self.detect_swap = detect_swap
 
+    @classmethod
+    def for_roots(
+        cls,
+        roots: Iterable[bytes | str],
+        *,
+        exclude: list[str],
+        exclude_if_present: list[str],
+        one_file_system: bool,
+        use_default_excludes: bool = True,
+        excluded_paths: Iterable[bytes | str | None] = (),
+    ) -> Selector:
+        """The usual assembly for a backup of ``roots``: the set's patterns plus (unless turned
+        off) the built-in ones, root devices for one-file-system, and the exact runtime paths
+        (``excluded_paths``: repository, state directory; active swap files are added).
+
+        A built-in pattern that would exclude one of the roots is dropped: naming ``/tmp/build``
+        as a source is an explicit request for it. The set's own patterns always apply.
+        ``ValueError`` names a malformed pattern.
+        """
+        absolute = [os.path.abspath(os.fsencode(r)) for r in roots]
+        patterns = list(exclude)
+        if use_default_excludes:
+            builtin = [
+                p
+                for p in default_excludes()
+                if not any(ExcludeMatcher([p]).matches(r, True) for r in absolute)
+            ]
+            patterns = builtin + patterns
+        return cls(
+            ExcludeMatcher(patterns),
+            exclude_if_present,
+            one_file_system,
+            devices_of(absolute),
+            runtime_excluded_paths(*excluded_paths),
+        )
+
     def exclusion_reason(self, path: bytes, meta: FileMeta) -> str | None:
         """Why ``path`` is not backed up (a short phrase for logs), or ``None`` when it is."""
-        if path in self.extra_excluded_paths or os.path.normpath(path) in self.extra_excluded_paths:
+        if self.extra_excluded_paths and self._normal(path) in self.extra_excluded_paths:
             return "excluded path"
-        if self.excludes:
-            pattern = self.excludes.first_match(path, meta.is_dir)
-            if pattern is not None:
-                return f"exclude pattern {pattern!r}"
+        # The combined regex answers the common "not excluded" case in one scan; only a hit pays
+        # for finding which pattern it was.
+        if self.excludes and self.excludes.matches(path, meta.is_dir):
+            return f"exclude pattern {self.excludes.first_match(path, meta.is_dir)!r}"
         if self.one_file_system and not meta.is_dir and meta.device not in self.root_devices:
             return "on another file system"
         if meta.is_dir:
@@ -95,6 +138,12 @@ class Selector:
         elif self.detect_swap and meta.is_regular and could_be_swap(meta.size) and is_swap_file(path):
             return "swap file"
         return None
+
+    @staticmethod
+    def _normal(path: bytes) -> bytes:
+        if b"//" in path or b"/." in path or path.endswith(b"/"):
+            return os.path.normpath(path)
+        return path
 
     def selected(self, path: bytes, meta: FileMeta) -> bool:
         """True when the entry at ``path`` is backed up."""
