@@ -172,3 +172,19 @@ def test_signal_to_a_child_session_removes_its_snapshot(btrfs: Path, signum: sig
     assert ("KeyboardInterrupt" in err) if signum == signal.SIGINT else child.returncode == 143
     assert not snapshot.exists()
     assert our_snapshots(btrfs) == []
+
+
+def test_file_systems_mounted_below_the_source_are_reported(btrfs: Path, tmp_path: Path) -> None:
+    inner = btrfs / "sub" / "dir" / "inner"
+    inner.mkdir()
+    with loop_fs(tmp_path, "xfs") as other:
+        sh("mount", "--bind", str(other), str(inner))
+        try:
+            messages: list[str] = []
+            with SnapshotSession(SnapshotMode.AUTO, [btrfs / "sub"], on_message=messages.append) as ss:
+                view = ss.view(btrfs / "sub")
+                assert view is not None
+                assert view.nested_mounts == (btrfs / "sub" / "dir" / "inner",)
+            assert any(str(inner) in m and "empty" in m for m in messages)
+        finally:
+            sh("umount", str(inner))

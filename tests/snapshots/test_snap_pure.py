@@ -13,7 +13,7 @@ from shadowvault.snapshots.commands import check, first_error_line, run_command
 from shadowvault.snapshots.interface import translate_under
 from shadowvault.snapshots.lvm import find_lv, lvcreate_argv, mount_options, parse_lvs, snapshot_lv_name
 from shadowvault.snapshots.model import is_stale_session, new_session_id, session_pid, split_session
-from shadowvault.snapshots.mounts import find_mount, parse_findmnt, parse_mountinfo
+from shadowvault.snapshots.mounts import find_mount, nested_mounts, parse_findmnt, parse_mountinfo
 from shadowvault.snapshots.registry import ProviderSettings
 from shadowvault.snapshots.session import explain, required_failure
 from shadowvault.snapshots.zfs import parse_stale_snapshots
@@ -67,6 +67,10 @@ def test_mountinfo_parsing_and_lookup() -> None:
     assert find_mount(Path("/mnt/my disk/a"), entries) == entries[3]
     assert find_mount(Path("/mnt/pool/a"), entries) == entries[4]  # mounted on top wins
     assert find_mount(Path("/homework"), entries) == entries[0]
+    # /mnt/pool has a tmpfs on top: what is visible there is not data a snapshot would hold.
+    assert nested_mounts(Path("/"), entries) == [Path("/home"), Path("/mnt/my disk")]
+    assert nested_mounts(Path("/mnt"), entries) == [Path("/mnt/my disk")]
+    assert nested_mounts(Path("/mnt/pool"), entries) == []
 
 
 def test_findmnt_pairs_unescape() -> None:

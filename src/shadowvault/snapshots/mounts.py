@@ -16,10 +16,12 @@ from pathlib import Path
 
 __all__ = [
     "FINDMNT_COLUMNS",
+    "PSEUDO_FS_TYPES",
     "MountEntry",
     "find_mount",
     "findmnt_argv",
     "mounts_of",
+    "nested_mounts",
     "parse_findmnt",
     "parse_mountinfo",
     "read_mounts",
@@ -118,6 +120,25 @@ def mounts_of(entries: Iterable[MountEntry], fs_types: Iterable[str]) -> list[Mo
         if entry.fs_type in wanted:
             seen[entry.mount_point] = entry
     return list(seen.values())
+
+
+#: Kernel and memory file systems: never data a snapshot is expected to hold.
+PSEUDO_FS_TYPES = frozenset(
+    {
+        *("proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "pstore", "bpf"),
+        *("debugfs", "tracefs", "configfs", "fusectl", "mqueue", "hugetlbfs", "autofs", "binfmt_misc"),
+        *("efivarfs", "rpc_pipefs", "nsfs", "tmpfs", "ramfs"),
+    }
+)
+
+
+def nested_mounts(root: Path, entries: Sequence[MountEntry]) -> list[Path]:
+    """Mount points strictly below ``root`` holding real data (a volume snapshot shows them empty)."""
+    visible: dict[Path, str] = {}
+    for entry in entries:
+        if root in entry.mount_point.parents:
+            visible[entry.mount_point] = entry.fs_type  # later entries are mounted on top
+    return sorted(p for p, fs_type in visible.items() if fs_type not in PSEUDO_FS_TYPES)
 
 
 def _is_within(path: Path, base: Path) -> bool:

@@ -39,6 +39,7 @@ from shadowvault.snapshots.model import (
     is_stale_session,
     new_session_id,
 )
+from shadowvault.snapshots.mounts import nested_mounts, read_mounts
 from shadowvault.snapshots.registry import ProviderSettings, load_providers
 
 __all__ = ["SnapshotSession", "SnapshotView", "explain", "required_failure"]
@@ -191,7 +192,9 @@ class SnapshotSession:
                 else:
                     provider, handle = found
                     resolved = Path(os.path.realpath(source))
-                    self._views[source] = SnapshotView(source, resolved, provider, handle, self)
+                    view = SnapshotView(source, resolved, provider, handle, self)
+                    self._views[source] = view
+                    self._note_nested_mounts(view, resolved)
         finally:
             # After a failed pre command too: it may have half-quiesced the application.
             if self._pre_state is not None and self._post:
@@ -244,6 +247,23 @@ class SnapshotSession:
                 return provider, made[key]
             reasons.append(f"{provider.name}: {failed[key]}")
         return explain(reasons)
+
+    def _note_nested_mounts(self, view: SnapshotView, resolved: Path) -> None:
+        """Warn when a volume snapshot hides file systems mounted below the source."""
+        if view.walk_root == resolved:
+            return  # walked live (reflink): nested mounts are visible, their clones fail per file
+        try:
+            nested = nested_mounts(resolved, read_mounts())
+        except OSError:
+            return
+        view.nested_mounts = tuple(view.source / p.relative_to(resolved) for p in nested)
+        if nested:
+            shown = ", ".join(str(p) for p in view.nested_mounts[:3])
+            more = f" and {len(nested) - 3} more" if len(nested) > 3 else ""
+            self._say(
+                f"snapshot: {view.source}: {shown}{more} are other file systems;"
+                f" the {view.provider} snapshot shows them as empty directories"
+            )
 
     def _run_pre_once(self) -> str | None:
         """Run pre_snapshot before the first snapshot; None if fine, else why snapshots fail."""
@@ -315,6 +335,8 @@ class SnapshotView:
         self._provider = provider
         self._session = session
         self.walk_root = provider.translate(handle, resolved)
+        #: Original paths of file systems mounted below the source: empty in a volume snapshot.
+        self.nested_mounts: tuple[Path, ...] = ()
 
     @property
     def provider(self) -> str:
