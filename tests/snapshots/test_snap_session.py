@@ -345,3 +345,15 @@ def test_tmpfs_with_required_fails_in_one_line(tmpfs: Path) -> None:
     assert "\n" not in text and text.startswith(f"snapshot required but {tmpfs} cannot be snapshotted")
     assert err.value.exit_code == 1
     assert [p.name for p in tmpfs.parent.iterdir() if p.name.startswith(".shadowvault")] == []
+
+
+def test_view_needs_an_open_session_and_modes_accept_config_strings(vols: tuple[Path, Path, Path]) -> None:
+    a, _, log = vols
+    session = SnapshotSession("auto", [a], on_message=lambda m: None, providers=[CopyProvider([a], log)])
+    assert session.mode is SnapshotMode.AUTO
+    with pytest.raises(SnapshotError, match="not open"):
+        session.view(a)
+    with session:
+        assert session.view(a) is not None
+    with pytest.raises(SnapshotError, match="not open"):
+        session.view(a)

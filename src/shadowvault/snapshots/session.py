@@ -73,7 +73,7 @@ class SnapshotSession:
 
     def __init__(
         self,
-        mode: SnapshotMode,
+        mode: SnapshotMode | str,
         sources: Sequence[Path],
         *,
         pre_snapshot: str | None = None,
@@ -84,7 +84,7 @@ class SnapshotSession:
         prefix: str = DEFAULT_PREFIX,
         lvm_snapshot_size: str = "1G",
     ) -> None:
-        self.mode = mode
+        self.mode = SnapshotMode(mode)  # also accepts the config strings "off", "auto", "required"
         self.sources = [Path(s) for s in sources]
         self._pre = pre_snapshot
         self._post = post_snapshot
@@ -96,6 +96,7 @@ class SnapshotSession:
         self.session_id = new_session_id()
         self._lock = threading.RLock()
         self._prepared = False
+        self._open = False
         self._views: dict[Path, SnapshotView | None] = {}
         self._created: list[tuple[SnapshotProvider, Handle]] = []
         #: None: pre_snapshot not run yet; "": ran fine (or none set); else why it failed
@@ -108,6 +109,7 @@ class SnapshotSession:
     def __enter__(self) -> SnapshotSession:
         with _OPEN_LOCK:
             _OPEN_SESSIONS.add(self.session_id)
+        self._open = True
         self._install_sigterm()
         try:
             if self.mode is not SnapshotMode.OFF:
@@ -134,6 +136,8 @@ class SnapshotSession:
         if self.mode is SnapshotMode.OFF:
             return None
         with self._lock:
+            if not self._open:
+                raise SnapshotError("the snapshot session is not open (use it as a context manager)")
             if not self._prepared:
                 self._prepare()
             key = Path(source)
@@ -220,6 +224,7 @@ class SnapshotSession:
         if not os.path.lexists(resolved):
             return f"{source} does not exist"
         reasons: list[str] = []
+        create_failed = False
         for provider in self._providers:
             try:
                 answer = provider.supports(resolved)
@@ -237,12 +242,13 @@ class SnapshotSession:
                     handle = provider.create(answer, self._prefix, self.session_id)
                 except (OSError, SnapshotError) as exc:
                     failed[key] = str(exc)
+                    create_failed = True
                 else:
                     made[key] = handle
                     self._created.append((provider, handle))
                     self._say(f"snapshot: {provider.name} snapshot {handle.name} of {answer.key} created")
             if key in made:
-                if reasons and failed:
+                if create_failed:
                     self._say(f"snapshot: {source} uses {provider.name} ({'; '.join(reasons)})")
                 return provider, made[key]
             reasons.append(f"{provider.name}: {failed[key]}")
@@ -279,6 +285,7 @@ class SnapshotSession:
     def _cleanup(self) -> None:
         """Delete what we made (newest first) with SIGINT/SIGTERM held until done."""
         blocked = self._block_signals()
+        self._open = False
         try:
             while self._created:
                 provider, handle = self._created.pop()
