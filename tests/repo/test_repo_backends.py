@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shadowvault.repo.backends import Backend, FileType, LocalBackend, MemBackend
+from shadowvault.repo.backends import Backend, FileType, LocalBackend, MemBackend, RetryBackend
 from shadowvault.repo.backends.testsuite import CHECKS
 
 
@@ -25,7 +25,13 @@ def _mem(tmp_path: Path) -> Backend:
     return be
 
 
-@pytest.mark.parametrize("make", [_local, _mem], ids=["local", "mem"])
+def _retry_local(tmp_path: Path) -> Backend:
+    be = RetryBackend(LocalBackend(tmp_path / "repo"), sleep=lambda _: None)
+    be.create()
+    return be
+
+
+@pytest.mark.parametrize("make", [_local, _mem, _retry_local], ids=["local", "mem", "retry-local"])
 @pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
 def test_backend_conformance(
     make: Callable[[Path], Backend], check: Callable[[Backend], None], tmp_path: Path
@@ -75,3 +81,47 @@ def test_local_rejects_path_tricks(tmp_path: Path) -> None:
     for bad in ("../x", ".hidden", ""):
         with pytest.raises(ValueError):
             be.path(FileType.INDEX, bad)
+
+
+class _Flaky(MemBackend):
+    """Fails the first ``failures`` loads with a transient error."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def load(self, ft: FileType, name: str, offset: int = 0, length: int | None = None) -> bytes:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionResetError("connection reset by peer")
+        return super().load(ft, name, offset, length)
+
+
+def test_retry_backend_retries_transient_errors_with_backoff() -> None:
+    inner = _Flaky(failures=3)
+    inner.save(FileType.INDEX, "aa" * 32, b"data")
+    waits: list[float] = []
+    reports: list[str] = []
+    be = RetryBackend(
+        inner,
+        attempts=5,
+        initial_delay=0.5,
+        max_delay=1.5,
+        sleep=waits.append,
+        report=lambda what, exc, delay: reports.append(f"{what}: {exc}"),
+    )
+    assert be.load(FileType.INDEX, "aa" * 32) == b"data"
+    assert waits == [0.5, 1.0, 1.5]
+    assert reports[0] == f"load index/{'aa' * 32}: connection reset by peer"
+
+
+def test_retry_backend_gives_up_and_passes_permanent_errors_at_once() -> None:
+    waits: list[float] = []
+    be = RetryBackend(_Flaky(failures=10), attempts=3, sleep=waits.append)
+    with pytest.raises(ConnectionResetError):
+        be.load(FileType.INDEX, "bb" * 32)
+    assert len(waits) == 2
+    waits.clear()
+    with pytest.raises(FileNotFoundError):
+        RetryBackend(MemBackend(), sleep=waits.append).stat(FileType.INDEX, "cc" * 32)
+    assert waits == []

@@ -162,3 +162,20 @@ def test_missing_pack_and_missing_blob_are_reported(tmp_path: Path) -> None:
     problems = check_repository(Repository.open(LocalBackend(path), PASSWORD), read_data=True)
     assert [p.kind for p in problems] == ["missing_pack"]
     assert problems[0].pack_id == pack_id.hex()
+
+
+def test_interrupted_session_leaves_a_repository_restic_accepts(tmp_path: Path, restic_bin: str) -> None:
+    path = tmp_path / "interrupted"
+    repo = Repository.init(LocalBackend(path), PASSWORD, kdf=FAST_KDF, pack_size=4096)
+    write_sample(repo, {"kept": b"committed"}, time_ns=1, tags=[])
+    # A pack reaches the backend, then the process "dies" before index and snapshot.
+    for _ in range(3):
+        repo.save_blob(BlobType.DATA, os.urandom(5000))
+    repo.close()
+    result = restic(path, "check", "--read-data")
+    assert "no errors were found" in result.stdout and "not referenced in any index" in result.stdout
+    reopened = Repository.open(LocalBackend(path), PASSWORD)
+    assert check_repository(reopened, read_data=True) == []
+    hints = check_repository(reopened, read_data=True, include_hints=True)
+    assert len(hints) == 3 and {h.kind for h in hints} == {"unindexed_pack"}
+    assert not any(h.critical for h in hints)

@@ -2,8 +2,9 @@
 
 1. Index against packs: every indexed pack exists, its header decrypts, the
    header's blobs add up to the file size, and every indexed blob sits in the
-   header at the same place. Packs no index names are reported as the
-   non-critical kind ``unindexed_pack`` (an interrupted backup leaves them).
+   header at the same place. Packs no index names (an interrupted backup leaves
+   them) are only a hint, as in restic: reported as kind ``unindexed_pack``
+   when ``include_hints`` is set, otherwise not at all.
 2. Snapshots: every snapshot loads, and every tree reachable from one loads and
    is well formed; every data blob and subtree it references is indexed.
 3. With ``read_data``: every pack is read whole, its SHA-256 must match its
@@ -164,12 +165,20 @@ def _read_data(repo: Repository, sizes: dict[str, int]) -> list[CheckProblem]:
     return problems
 
 
-def check_repository(repo: Repository, *, read_data: bool = False) -> list[CheckProblem]:
-    """Check index, packs, snapshots and trees (and all blob data with ``read_data``)."""
+def check_repository(
+    repo: Repository, *, read_data: bool = False, include_hints: bool = False
+) -> list[CheckProblem]:
+    """Check index, packs, snapshots and trees (and all blob data with ``read_data``).
+
+    An empty list means restic's ``check`` would find no errors either.
+    ``include_hints`` adds non-critical findings (packs no index references).
+    """
     repo.load_index()
     sizes = {name: size for name, size in repo.list_files(FileType.PACK)}
     problems = _check_packs(repo, sizes)
     problems += _check_snapshots(repo)
     if read_data:
         problems += _read_data(repo, sizes)
+    if not include_hints:
+        problems = [p for p in problems if p.critical]
     return problems

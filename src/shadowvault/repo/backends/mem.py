@@ -65,8 +65,9 @@ class MemBackend:
                 raise FileNotFoundError(f"{ft.value} {name} does not exist") from None
 
     def is_permanent_error(self, exc: BaseException) -> bool:
-        """Nothing in memory is transient."""
-        return True
+        """Missing/existing files and bad ranges are permanent; anything else (injected
+        by tests, e.g. ``OSError``) is treated as transient."""
+        return isinstance(exc, (FileNotFoundError, FileExistsError, EOFError, ValueError))
 
     def close(self) -> None:
         """Nothing to release."""
