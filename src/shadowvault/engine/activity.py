@@ -220,6 +220,7 @@ class ActivityLog:
             self._db.execute("PRAGMA foreign_keys=ON")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > _SCHEMA_VERSION:
+                self._db.close()
                 raise FatalError(
                     f"activity log {self.path} has format {version}; this shadowvault knows up to "
                     f"{_SCHEMA_VERSION} — use a newer shadowvault or another log file"
