@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -17,6 +19,7 @@ from shadowvault.errors import SnapshotError
 from shadowvault.snapshots import Handle, SnapshotMode, SnapshotSession, Unsupported, Volume
 from shadowvault.snapshots.commands import CommandResult, run_command
 from shadowvault.snapshots.interface import same_path, translate_under
+from shadowvault.snapshots.session import signals_held
 
 
 class CopyProvider:
@@ -357,3 +360,12 @@ def test_view_needs_an_open_session_and_modes_accept_config_strings(vols: tuple[
         assert session.view(a) is not None
     with pytest.raises(SnapshotError, match="not open"):
         session.view(a)
+
+
+def test_signals_held_defers_ctrl_c_to_the_end_of_the_block() -> None:
+    reached = False
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # a delivered SIGINT would raise within this sleep
+        reached = True
+    assert reached

@@ -22,8 +22,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -62,6 +62,20 @@ def required_failure(failures: dict[Path, str]) -> str | None:
     source, why = next(iter(failures.items()))
     more = f" (and {len(failures) - 1} more source(s))" if len(failures) > 1 else ""
     return f"snapshot required but {source} cannot be snapshotted: {why}{more}"
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Defer SIGINT/SIGTERM (for this thread) until the block ends; they are delivered after."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    except (OSError, ValueError):
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _alive_pids() -> frozenset[int]:
@@ -239,13 +253,15 @@ class SnapshotSession:
                 if pre_failure is not None:
                     return pre_failure
                 try:
-                    handle = provider.create(answer, self._prefix, self.session_id)
+                    # Held so that a snapshot which gets made is also recorded for deletion.
+                    with signals_held():
+                        handle = provider.create(answer, self._prefix, self.session_id)
+                        self._created.append((provider, handle))
                 except (OSError, SnapshotError) as exc:
                     failed[key] = str(exc)
                     create_failed = True
                 else:
                     made[key] = handle
-                    self._created.append((provider, handle))
                     self._say(f"snapshot: {provider.name} snapshot {handle.name} of {answer.key} created")
             if key in made:
                 if create_failed:
@@ -284,9 +300,8 @@ class SnapshotSession:
 
     def _cleanup(self) -> None:
         """Delete what we made (newest first) with SIGINT/SIGTERM held until done."""
-        blocked = self._block_signals()
         self._open = False
-        try:
+        with signals_held():
             while self._created:
                 provider, handle = self._created.pop()
                 try:
@@ -297,16 +312,6 @@ class SnapshotSession:
             with _OPEN_LOCK:
                 _OPEN_SESSIONS.discard(self.session_id)
             self._restore_sigterm()
-        finally:
-            if blocked is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-    @staticmethod
-    def _block_signals() -> set[int | signal.Signals] | None:
-        try:
-            return signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
-        except (OSError, ValueError):
-            return None
 
     def _install_sigterm(self) -> None:
         if threading.current_thread() is not threading.main_thread():
