@@ -275,3 +275,37 @@ def test_snapshot_time_and_fields_survive(repo: Repository) -> None:
     sid = repo.save_snapshot(snap)
     assert repo.find_snapshot(sid)[1] == snap
     assert repo.load_tree(tree).nodes == []
+
+
+def test_pack_upload_runs_outside_the_lock_and_pending_blobs_stay_visible() -> None:
+    class GatedBackend(MemBackend):
+        def __init__(self) -> None:
+            super().__init__()
+            self.entered = threading.Event()
+            self.release = threading.Event()
+
+        def save(self, ft: FileType, name: str, data: bytes | bytearray | memoryview) -> None:
+            if ft is FileType.PACK:
+                self.entered.set()
+                assert self.release.wait(10)
+            super().save(ft, name, data)
+
+    backend = GatedBackend()
+    repo = Repository.init(backend, PASSWORD, kdf=FAST_KDF, pack_size=4096)
+    big = os.urandom(5000)
+    uploader = threading.Thread(target=repo.save_blob, args=(BlobType.DATA, big))
+    uploader.start()
+    assert backend.entered.wait(10)
+    try:
+        # The filling thread is stuck in the upload; others must not be.
+        small_id, added = repo.save_blob(BlobType.DATA, b"small")
+        assert added
+        assert repo.has_blob(BlobType.DATA, hash_bytes(big))
+        assert repo.load_blob(BlobType.DATA, hash_bytes(big)) == big
+        assert repo.save_blob(BlobType.DATA, big) == (hash_bytes(big), False)
+    finally:
+        backend.release.set()
+        uploader.join()
+    repo.flush()
+    assert repo.load_blob(BlobType.DATA, small_id) == b"small"
+    assert len(list(backend.list(FileType.PACK))) == 2

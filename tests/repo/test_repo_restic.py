@@ -19,9 +19,9 @@ def restic_bin() -> str:
     return require_binary("restic")
 
 
-def _make_ours(tmp_path: Path) -> tuple[Path, list[str]]:
+def _make_ours(tmp_path: Path, version: int = 2) -> tuple[Path, list[str]]:
     path = tmp_path / "ours"
-    repo = Repository.init(LocalBackend(path), PASSWORD, kdf=FAST_KDF, pack_size=256 * 1024)
+    repo = Repository.init(LocalBackend(path), PASSWORD, kdf=FAST_KDF, pack_size=256 * 1024, version=version)
     files = {
         "zeros": bytes(300_000),
         "random": os.urandom(500_000),
@@ -34,8 +34,10 @@ def _make_ours(tmp_path: Path) -> tuple[Path, list[str]]:
     return path, [first, second]
 
 
-def test_restic_checks_and_lists_what_we_wrote(tmp_path: Path, restic_bin: str) -> None:
-    path, ids = _make_ours(tmp_path)
+@pytest.mark.parametrize("version", [2, 1])
+def test_restic_checks_and_lists_what_we_wrote(tmp_path: Path, restic_bin: str, version: int) -> None:
+    path, ids = _make_ours(tmp_path, version)
+    assert json.loads(restic(path, "cat", "config").stdout)["version"] == version
     result = restic(path, "check", "--read-data")
     assert "no errors were found" in result.stdout
     listed = json.loads(restic(path, "snapshots", "--json").stdout)
@@ -179,3 +181,21 @@ def test_interrupted_session_leaves_a_repository_restic_accepts(tmp_path: Path, 
     hints = check_repository(reopened, read_data=True, include_hints=True)
     assert len(hints) == 3 and {h.kind for h in hints} == {"unindexed_pack"}
     assert not any(h.critical for h in hints)
+
+
+def test_restic_v1_repository_opens_and_accepts_our_writes(tmp_path: Path, restic_bin: str) -> None:
+    path = tmp_path / "v1"
+    restic(path, "init", "--repository-version", "1")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"version one" * 100)
+    restic(path, "backup", str(src))
+    repo = Repository.open(LocalBackend(path), PASSWORD)
+    assert repo.version == 1
+    assert check_repository(repo, read_data=True) == []
+    write_sample(repo, {"n": bytes(5000)}, time_ns=2, tags=["v1"])
+    # Version 1 forbids compressed blobs; restic would reject them.
+    assert all(
+        b.uncompressed_length is None for pid in repo.index.pack_ids() for b in repo.index.pack_blobs(pid)
+    )
+    assert "no errors were found" in restic(path, "check", "--read-data").stdout
