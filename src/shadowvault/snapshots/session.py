@@ -261,8 +261,8 @@ class SnapshotSession:
                     failed[key] = str(exc)
                     create_failed = True
                 else:
+                    # No message for success: callers show every message as a warning.
                     made[key] = handle
-                    self._say(f"snapshot: {provider.name} snapshot {handle.name} of {answer.key} created")
             if key in made:
                 if create_failed:
                     self._say(f"snapshot: {source} uses {provider.name} ({'; '.join(reasons)})")
