@@ -8,6 +8,7 @@ Thin by design: every command is a small module in ``commands/`` with
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -58,16 +59,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args._run(app, args)
         return code
     except ShadowvaultError as e:
-        if app.json:
-            app.emit({"message_type": "error", "message": str(e), "exit_code": e.exit_code})
-        else:
-            app.err.print(f"error: {e}", markup=False, style="red")
-        return e.exit_code
-    except KeyboardInterrupt:
-        app.err.print("interrupted", markup=False)
-        return 130
+        return _fail(app, str(e), e.exit_code)
     except BrokenPipeError:
         return 1
+    except OSError as e:
+        # Disk full, permission denied and the like, outside what a layer already explained.
+        where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
+        return _fail(app, f"{where}{e.strerror or e}: check free space and permissions", 1)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+def _fail(app: App, message: str, code: int) -> int:
+    # Plain writes: the error path must not depend on anything that could itself fail to load.
+    if app.json:
+        app.emit({"message_type": "error", "message": message, "exit_code": code})
+    else:
+        sys.stderr.write(f"error: {message}\n")
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover
