@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 from shadowvault.errors import SnapshotError
 from shadowvault.snapshots.model import Handle, Unsupported, Volume
 
-__all__ = ["SnapshotProvider", "translate_under"]
+__all__ = ["SnapshotProvider", "same_path", "translate_under"]
 
 
 @runtime_checkable

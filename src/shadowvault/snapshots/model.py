@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
@@ -84,7 +84,7 @@ class Handle:
     session: str
     path: Path | None = None
     volume: Volume | None = None
-    details: tuple[tuple[str, str], ...] = field(default=())
+    details: tuple[tuple[str, str], ...] = ()
 
     def detail(self, name: str, default: str = "") -> str:
         """Look up one provider-specific fact."""

@@ -8,7 +8,6 @@ the mount root (which btrfs subvolume is mounted there). Parsing is pure; only
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ __all__ = [
     "parse_findmnt",
     "parse_mountinfo",
     "read_mounts",
-    "resolve",
     "unescape",
 ]
 
@@ -143,11 +141,6 @@ def nested_mounts(root: Path, entries: Sequence[MountEntry]) -> list[Path]:
 
 def _is_within(path: Path, base: Path) -> bool:
     return path == base or base in path.parents
-
-
-def resolve(path: Path) -> Path:
-    """Absolute path with symlinks resolved where they exist (``strict=False``)."""
-    return Path(os.path.realpath(path))
 
 
 def findmnt_argv(path: Path) -> list[str]:
