@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import time
+from collections.abc import Iterator
 
 import pytest
 import zstandard
@@ -142,11 +145,36 @@ RESTIC_TREE = (
 )
 
 
-def test_restic_tree_reencodes_byte_for_byte(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TZ", "UTC")
-    tree = Tree.from_json(RESTIC_TREE)
-    assert tree.nodes[0].subtree is not None and tree.nodes[0].content is None
-    assert tree.to_json() == RESTIC_TREE
+@contextlib.contextmanager
+def local_zone(tz: str) -> Iterator[None]:
+    """Run with the process's local time zone set to a POSIX TZ string."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = tz
+    time.tzset()
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+def test_restic_tree_reencodes_byte_for_byte() -> None:
+    with local_zone("UTC0"):
+        tree = Tree.from_json(RESTIC_TREE)
+        assert tree.nodes[0].subtree is not None and tree.nodes[0].content is None
+        assert tree.to_json() == RESTIC_TREE
+
+
+def test_times_carry_the_local_offset_like_restic() -> None:
+    # The design document's example timestamp, written in a UTC+1 zone.
+    ns = jsonfmt.parse_time("2014-12-22T14:47:59.912418701+01:00")
+    with local_zone("CET-1"):
+        assert jsonfmt.format_time(ns) == "2014-12-22T14:47:59.912418701+01:00"
+    with local_zone("EST5"):
+        assert jsonfmt.format_time(ns) == "2014-12-22T08:47:59.912418701-05:00"
 
 
 def test_node_omits_empty_fields_and_keeps_extra_last() -> None:
