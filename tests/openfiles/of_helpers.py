@@ -38,22 +38,34 @@ class Child:
             [python, "-c", body, comm, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            text=True,
             user=user,
             group=user,
             extra_groups=[] if user is not None else None,
             env=env,
         )
         self.pid = self.proc.pid
+        self._buf = b""
         self.comm = comm
 
     def line(self, timeout: float = 10.0) -> str:
-        """Next stdout line (fails the test after ``timeout`` seconds)."""
+        """Next stdout line, ``""`` at EOF (fails the test after ``timeout`` seconds)."""
+        # Own line buffer over the raw fd: a buffered reader could swallow several lines
+        # into its buffer, and select() would then wait for data that already arrived.
         assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            raise AssertionError(f"child {self.pid} said nothing within {timeout} s")
-        return self.proc.stdout.readline().strip()
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(0.0, left))
+            if not ready:
+                raise AssertionError(f"child {self.pid} said nothing within {timeout} s")
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                rest, self._buf = self._buf, b""
+                return rest.decode().strip()
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line.decode().strip()
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         """Block until the child printed ``ready``."""
@@ -63,7 +75,7 @@ class Child:
     def tell(self, text: str) -> None:
         """Send one line on stdin (children waiting on ``input()`` proceed)."""
         assert self.proc.stdin is not None
-        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.write(text.encode() + b"\n")
         self.proc.stdin.flush()
 
     def stop(self) -> None:

@@ -125,19 +125,20 @@ def test_shared_locks_hold_off_lock_respecting_writers(data: Path) -> None:
 @pytest.mark.parametrize("how", ["fcntl.lockf(f, fcntl.LOCK_EX)", "fcntl.flock(f, fcntl.LOCK_EX)"])
 def test_shared_locks_refused_by_a_write_lock_and_nothing_left_held(data: Path, how: str) -> None:
     code = f"import fcntl\nf = open(sys.argv[2], 'r+b')\n{how}\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    probe = (
+        "import fcntl\nf = open(sys.argv[2], 'r+b')\nfcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "print('locked', flush=True)\n"
+    )
     fd = rdonly(data)
     try:
         with Child(code, str(data)) as w:
             w.wait_ready()
             state, err = take_shared_locks(fd)
             assert state is LockState.REFUSED and err is not None
-        # a refused flock must not leave our OFD read lock behind
+        # Our descriptor is still open: a refused flock must not have left the OFD read lock behind.
         assert conflicting_lock(fd) is None
-        other = rdonly(data)
-        try:
-            fcntl.fcntl(other, 37, pack_flock(fcntl.F_UNLCK))
-        finally:
-            os.close(other)
+        with Child(probe, str(data)) as p:
+            assert p.line() == "locked"
     finally:
         os.close(fd)
 

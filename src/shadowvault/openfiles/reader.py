@@ -132,6 +132,8 @@ def _error_reason(err: int | None) -> Reason:
 class FileAttempt:
     """One guarded read of one file. File-like: ``readinto`` and ``read`` until they return empty.
 
+    Reading stops at the size the file had when the read started (``stat_before``).
+
     ``refused`` is a :class:`Reason` when there is nothing to read (the file is gone,
     unreadable, or the strategy refuses it); ``stat_before`` is the file's status taken
     once it was opened and guarded. Per-file problems never raise: a read error ends the
@@ -157,6 +159,7 @@ class FileAttempt:
         self._error: Reason | None = None
         self._detail = ""
         self._bytes = 0
+        self._limit: int | None = None
         self._started = time.time()
         self._t0 = time.monotonic()
         self._lease_t = self._t0
@@ -183,6 +186,11 @@ class FileAttempt:
             self.stat_before = os.fstat(self._fd)
         except OSError as e:
             self._refuse(Reason.IO_ERROR, e.strerror or "")
+            return
+        # Stop at the size seen now: a file appended to faster than we read would otherwise
+        # never reach EOF. A file that grew is caught by the stat check anyway. Size 0 is
+        # not trusted as a limit (some file systems report 0 for files with content).
+        self._limit = self.stat_before.st_size or None
 
     def _guard(self, fd: int, st: os.stat_result) -> Action:
         session, guards = self.session, self.session.guards
@@ -223,8 +231,15 @@ class FileAttempt:
         """Read into a writable buffer; 0 at end of file, after an error, or once finished."""
         if self._fd is None or self._result is not None or len(buf) == 0:
             return 0
+        view = memoryview(buf).cast("B")
+        if self._limit is not None:
+            left = self._limit - self._bytes
+            if left <= 0:
+                self.finish()
+                return 0
+            view = view[:left]
         try:
-            n = os.readv(self._fd, [buf])
+            n = os.readv(self._fd, [view])
         except OSError as e:
             self._error, self._detail = Reason.IO_ERROR, e.strerror or str(e)
             self.finish()
