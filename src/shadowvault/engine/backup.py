@@ -23,9 +23,8 @@ import os
 import socket
 import time
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 from pyfastcdc import FastCDC
 
 from shadowvault import __version__
-from shadowvault.errors import FatalError
+from shadowvault.errors import FatalError, SnapshotError
 from shadowvault.fs import (
     ExcludeMatcher,
     FileMeta,
@@ -383,8 +382,12 @@ class BackupSession:
 
     def _attempt(self, w: _Waiting, meta: FileMeta) -> None:
         """One read attempt; then settle the file or put it back in the retry queue."""
-        strategy = Strategy.ALLOW_WRITE if w.view is not None else self.opt.strategy
-        with self._read_path(w) as path:
+        with ExitStack() as stack:
+            path = self._path_to_read(w, stack)
+            if path is None:
+                self.builder.settle(w.dir, w.slot, None)
+                return
+            strategy = Strategy.ALLOW_WRITE if w.view is not None else self.opt.strategy
             chunks: list[Future[bytes]] = []
             size = 0
             with self.of.attempt(path, strategy, number=len(w.attempts) + 1) as att:
@@ -399,13 +402,24 @@ class BackupSession:
             return
         self._settle(w, meta, step, chunks, size)
 
-    @contextmanager
-    def _read_path(self, w: _Waiting) -> Iterator[bytes]:
+    def _path_to_read(self, w: _Waiting, stack: ExitStack) -> bytes | None:
+        """Where to read the file: inside its snapshot view, or live.
+
+        A file the view cannot provide (e.g. a reflink clone that fails) is read live under
+        ``auto``; under ``required`` it fails, since a live read is what the user ruled out.
+        """
         if w.view is None:
-            yield w.read_path
-            return
-        with w.view.open_file(Path(os.fsdecode(w.orig))) as p:
-            yield os.fsencode(str(p))
+            return w.read_path
+        try:
+            return os.fsencode(str(stack.enter_context(w.view.open_file(Path(os.fsdecode(w.orig))))))
+        except SnapshotError as e:
+            if self.opt.snapshot_mode is SnapshotMode.REQUIRED:
+                self._file_failed_early(w.orig, "snapshot-failed", f"could not be read from a snapshot: {e}")
+                return None
+            self._warn(f"{os.fsdecode(w.orig)}: {e}; reading the live file with the open-file strategy")
+            w.view = None
+            w.read_path = w.orig
+            return w.read_path
 
     def _settle(
         self, w: _Waiting, meta: FileMeta, outcome: FileOutcome, chunks: list[Future[bytes]], size: int
