@@ -19,7 +19,8 @@ Glossary (after restic's ``doc/design.rst``):
   repository version and id; who is using the repository.
 
 ``Repository`` is the facade the engine uses; ``check_repository`` verifies a
-repository the way ``restic check`` does. Nothing here knows about open files,
+repository the way ``restic check`` does; ``apply_policy``/``forget``/``prune``
+are the retention and garbage-collection mechanics. Nothing here knows about open files,
 file-system walks or sessions.
 """
 
@@ -28,6 +29,7 @@ from shadowvault.repo.check import CheckProblem, check_repository
 from shadowvault.repo.files.snapshot import Snapshot
 from shadowvault.repo.files.tree import Node, Tree
 from shadowvault.repo.ids import BlobType
+from shadowvault.repo.maintenance import KeepPolicy, PruneStats, apply_policy, forget, prune
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE
 from shadowvault.repo.repository import Repository
 
@@ -37,11 +39,16 @@ __all__ = [
     "BlobType",
     "CheckProblem",
     "FileType",
+    "KeepPolicy",
     "LocalBackend",
     "MemBackend",
     "Node",
+    "PruneStats",
     "Repository",
     "Snapshot",
     "Tree",
+    "apply_policy",
     "check_repository",
+    "forget",
+    "prune",
 ]

@@ -54,6 +54,7 @@ class Repository:
         self.index = MasterIndex()
         self._index_lock = threading.Lock()
         self._index_loaded = False
+        self.pack_size = pack_size
         self._saver = BlobSaver(master, backend, self.index, pack_size=pack_size, compress=cfg.version >= 2)
         self._locks: list[RepoLock] = []
 
@@ -251,6 +252,20 @@ class Repository:
                         "rebuild the index with `restic repair index`"
                     ) from exc
             self._index_loaded = True
+
+    def reset_index(self) -> None:
+        """Forget the loaded index (after prune rewrote it); the next use reloads it.
+
+        Blobs saved but not flushed would be lost: flush first.
+        """
+        with self._index_lock:
+            if self._saver.pending_count():
+                raise RepoError("cannot reset the index while blobs are unflushed: call flush() first")
+            self.index = MasterIndex()
+            self._saver = BlobSaver(
+                self.key, self.backend, self.index, pack_size=self.pack_size, compress=self.cfg.version >= 2
+            )
+            self._index_loaded = False
 
     def _ensure_index(self) -> None:
         if not self._index_loaded:
