@@ -44,8 +44,9 @@ __all__ = [
     "is_stale",
 ]
 
-SessionStatus = Literal["running", "completed", "failed", "interrupted"]
-_FINAL_STATUSES = ("completed", "failed", "interrupted")
+# "partial": a snapshot was written but the set stopped early (stop_on_errors).
+SessionStatus = Literal["running", "completed", "partial", "failed", "interrupted"]
+_FINAL_STATUSES = ("completed", "partial", "failed", "interrupted")
 _SCHEMA_VERSION = 1
 _CLASSES = ("ok", "suspect", "failed")
 

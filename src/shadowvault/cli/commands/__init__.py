@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import backup, cat, check, init, ls, restore, snapshots
+from . import activity, backup, cat, check, init, ls, report, restore, sets, snapshots
 
 COMMANDS: dict[str, ModuleType] = {
     "init": init,
@@ -12,6 +12,9 @@ COMMANDS: dict[str, ModuleType] = {
     "restore": restore,
     "snapshots": snapshots,
     "ls": ls,
+    "report": report,
     "check": check,
     "cat": cat,
+    "activity": activity,
+    "sets": sets,
 }

@@ -1,24 +1,29 @@
-"""`shadowvault backup PATHS…`: back up files (or configured sets) into a snapshot."""
+"""`shadowvault backup PATHS… | --set NAME | --all-sets`: back up files or configured sets."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from shadowvault.engine.backup import BackupOptions, BackupSession
-from shadowvault.errors import UsageError
-from shadowvault.openfiles import RetryPolicy, Strategy
-from shadowvault.repo import DEFAULT_PACK_SIZE
+from shadowvault.config import Config, EffectiveSet
+from shadowvault.engine.backup import BackupOptions
+from shadowvault.engine.sets import backup_options, run_set, worst_exit_code
+from shadowvault.errors import ShadowvaultError, UsageError
+from shadowvault.openfiles import Strategy
+from shadowvault.repo import DEFAULT_PACK_SIZE, Repository
 from shadowvault.snapshots import SnapshotMode
 
-from ..app import App
+from ..app import App, state_dir
 from ..render import BackupRenderer
 
-HELP = "back up files and directories"
+HELP = "back up files and directories, or configured backup sets"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Sources and the per-run overrides of the set options."""
+    """Sources or sets, and the per-run overrides of the set options."""
     p.add_argument("paths", nargs="*", help="files and directories to back up")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME", help="run a backup set")
+    p.add_argument("--all-sets", action="store_true", help="run every set of the configuration, one by one")
     p.add_argument("--tag", action="append", default=[], help="add a tag to the snapshot (repeatable)")
     p.add_argument("--host", help="host name to record (default: this machine's)")
     p.add_argument("--force", action="store_true", help="read every file, even unchanged ones")
@@ -55,59 +60,117 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="volume snapshots: off, auto or required (default: off)",
     )
     p.add_argument("--stop-on-errors", type=int, default=None, help="stop after N failed files (0: never)")
+    p.add_argument(
+        "--detailed-log", action="store_true", default=None, help="log every file, not only problems"
+    )
     p.add_argument("--pack-size", type=int, default=None, help="target pack size in MiB (default 16)")
 
 
-def options_from_args(args: argparse.Namespace) -> BackupOptions:
-    """Command-line values → engine options; range errors name the allowed values."""
-    try:
-        retry = RetryPolicy(
-            times=args.retry_times if args.retry_times is not None else 0,
-            interval=args.retry_interval if args.retry_interval is not None else 0,
-            on_change=bool(args.retry_on_change),
-        )
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if args.stop_on_errors is not None and args.stop_on_errors < 0:
-        raise UsageError("--stop-on-errors must be 0 (never stop) or a positive number of files")
-    return BackupOptions(
-        sources=list(args.paths),
-        strategy=Strategy(args.open_files) if args.open_files else Strategy.TRY_DENY_WRITE,
-        retry=retry,
-        excludes=list(args.exclude),
-        exclude_if_present=args.exclude_if_present
-        if args.exclude_if_present is not None
-        else ["CACHEDIR.TAG"],
-        use_default_excludes=not args.no_default_excludes,
-        one_file_system=args.one_file_system,
-        tags=list(args.tag),
-        host=args.host,
-        force=args.force,
-        parent=args.parent,
-        snapshot_mode=SnapshotMode(args.snapshot) if args.snapshot else SnapshotMode.OFF,
-        stop_on_errors=args.stop_on_errors or 0,
-    )
+def _overrides(args: argparse.Namespace, eff: EffectiveSet) -> EffectiveSet:
+    """Command-line flags over the set's values, validated like the file (ConfigError, exit 2)."""
+    values: dict[str, Any] = {
+        "open_files": args.open_files,
+        "retry_times": args.retry_times,
+        "retry_interval": args.retry_interval,
+        "retry_on_change": args.retry_on_change,
+        "snapshot": args.snapshot,
+        "stop_on_errors": args.stop_on_errors,
+        "detailed_log": args.detailed_log,
+        "exclude_if_present": args.exclude_if_present,
+        "one_file_system": True if args.one_file_system else None,
+        "use_default_excludes": False if args.no_default_excludes else None,
+        # --exclude and --tag add to what the set has rather than replacing it.
+        "exclude": eff.values.exclude + args.exclude if args.exclude else None,
+        "tags": eff.values.tags + args.tag if args.tag else None,
+    }
+    if args.paths:
+        values["sources"] = list(args.paths)
+    return eff.with_overrides(**values)
+
+
+def selected_sets(args: argparse.Namespace, config: Config | None) -> list[EffectiveSet]:
+    """The sets this run backs up, with command-line overrides applied (no I/O besides config)."""
+    if args.sets or args.all_sets:
+        if config is None or config.path is None:
+            raise UsageError(
+                "--set and --all-sets need a configuration file (--config or $SHADOWVAULT_CONFIG)"
+            )
+        if args.all_sets and (args.sets or args.paths):
+            raise UsageError("--all-sets runs every set: give neither --set nor PATHS with it")
+        if args.paths and len(args.sets) > 1:
+            raise UsageError("PATHS replace the sources of one set: give a single --set with them")
+        names = config.set_names() if args.all_sets else list(dict.fromkeys(args.sets))
+        if not names:
+            raise UsageError(f"{config.path} defines no backup sets ([sets.NAME] tables)")
+        chosen = [config.effective(n) for n in names]
+    else:
+        if not args.paths:
+            raise UsageError("backup needs at least one PATH, --set NAME or --all-sets")
+        chosen = [(config or Config(path=None)).defaults_set()]
+    result = [_overrides(args, eff) for eff in chosen]
+    for eff in result:
+        if not eff.values.sources:
+            raise UsageError(f"set {eff.values.name!r} has no sources: add sources = [...] to it")
+    return result
 
 
 def run(app: App, args: argparse.Namespace) -> int:
-    """Run the backup and return DESIGN's exit code (0 ok, 1 fatal, 3 failed files, 4 suspect files)."""
-    if not args.paths:
-        raise UsageError("backup needs at least one PATH")
-    options = options_from_args(args)
+    """Run each selected set as its own session; the exit code is the worst of them.
+
+    DESIGN's exit codes: 0 ok, 1 fatal, 2 usage/config, 3 failed files, 4 suspect files.
+    """
+    # Configuration and flags are checked completely before the repository is touched.
+    runs = selected_sets(args, app.config())
     pack_size = DEFAULT_PACK_SIZE
     if args.pack_size is not None:
         if not 1 <= args.pack_size <= 128:
             raise UsageError("--pack-size must be between 1 and 128 MiB")
         pack_size = args.pack_size * 1024 * 1024
-    repo = app.open_repo(create_default=True, pack_size=pack_size)
     repo_path, _, _ = app.repo_location()
-    options.excluded_paths.append(str(repo_path))
-    renderer = BackupRenderer(app)
+    excluded = [str(repo_path), str(state_dir())]
+    options = [
+        backup_options(
+            eff.values, excluded_paths=excluded, host=args.host, force=args.force, parent=args.parent
+        )
+        for eff in runs
+    ]
+    repo = app.open_repo(create_default=True, pack_size=pack_size)
+    codes: list[int] = []
     try:
         with repo.lock(exclusive=False):
             repo.load_index()
-            result = BackupSession(repo, options, renderer).run()
+            for eff, opts in zip(runs, options, strict=True):
+                codes.append(_run_one(app, repo, eff, opts, several=len(runs) > 1))
+    finally:
+        repo.close()
+    return worst_exit_code(codes)
+
+
+def _run_one(app: App, repo: Repository, eff: EffectiveSet, opts: BackupOptions, *, several: bool) -> int:
+    name = eff.values.name or None
+
+    def announce(session_id: int) -> None:
+        if app.json:
+            app.emit({"message_type": "session", "session_id": session_id, "set": name})
+        elif name:
+            app.info(f"set {name}: activity session {session_id}")
+
+    renderer = BackupRenderer(app)
+    try:
+        done = run_set(
+            repo,
+            opts,
+            renderer,
+            state_dir() / "activity.db",
+            detailed_log=eff.values.detailed_log,
+            on_session=announce,
+        )
+    except ShadowvaultError as e:
+        if not several:
+            raise
+        # One broken set must not keep the others from running; its error is still reported.
+        app.warn(f"set {name}: {e}")
+        return e.exit_code
     finally:
         renderer.close()
-        repo.close()
-    return result.exit_code
+    return done.exit_code

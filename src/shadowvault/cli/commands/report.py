@@ -1,0 +1,115 @@
+"""`shadowvault report SESSION|SNAPSHOT`: the suspect and failed files of a session or snapshot.
+
+A number is an activity-log session id (this machine only); hex digits or ``latest`` name a
+snapshot, whose outcomes are read from the repository, so the report works on any machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from shadowvault.engine.activity import ActivityLog
+from shadowvault.errors import UsageError
+
+from ..app import App, state_dir
+from .activity import session_json
+
+HELP = "show the suspect and failed files of a session or snapshot"
+_PROBLEMS = ("suspect", "failed")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The session id or snapshot, and --all."""
+    p.add_argument(
+        "target", metavar="SESSION|SNAPSHOT", help="session id (a number), snapshot id or 'latest'"
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="also list ok files that were recorded (detailed log, known writers)",
+    )
+
+
+def _row(path: str, data: dict[str, Any]) -> dict[str, Any]:
+    attempts = data.get("attempts", 1)
+    return {
+        "path": path,
+        "class": data.get("class"),
+        "reason": data.get("reason"),
+        "message": data.get("message"),
+        "attempts": len(attempts) if isinstance(attempts, list) else attempts,
+        "writers": list(data.get("writers") or []),
+    }
+
+
+def _from_session(app: App, sid: int, everything: bool) -> dict[str, Any]:
+    path = state_dir() / "activity.db"
+    if not path.exists():
+        raise UsageError(f"no activity log at {path}: no session has run on this machine yet")
+    with ActivityLog(path) as log:
+        record = log.session(sid)
+        if record is None:
+            raise UsageError(f"no session {sid} in the activity log {path}: see `shadowvault activity`")
+        files = log.files(sid, None if everything else _PROBLEMS)
+    return {
+        "session": session_json(record),
+        "snapshot_id": record.snapshot_id,
+        "set": record.set_name,
+        "summary": record.counts,
+        "partial": record.status == "partial",
+        "files": [_row(f.path, {**f.detail, "class": f.classification}) for f in files],
+    }
+
+
+def _from_snapshot(app: App, ref: str, everything: bool) -> dict[str, Any]:
+    repo = app.open_repo()
+    try:
+        sid, snap = repo.find_snapshot(ref)
+    finally:
+        repo.close()
+    extra = snap.extra.get("shadowvault") if isinstance(snap.extra, dict) else None
+    if not isinstance(extra, dict):
+        extra = {}
+        app.warn(f"snapshot {sid[:8]} was not written by shadowvault: it records no file outcomes")
+    outcomes = [o for o in extra.get("outcomes", []) if everything or o.get("class") in _PROBLEMS]
+    return {
+        "session": None,
+        "snapshot_id": sid,
+        "set": extra.get("set"),
+        "summary": extra.get("summary"),
+        "partial": bool(extra.get("partial", False)),
+        "files": [_row(str(o.get("path")), o) for o in outcomes],
+    }
+
+
+def _writers(row: dict[str, Any]) -> str:
+    return ", ".join(f"{w.get('command')} (pid {w.get('pid')})" for w in row["writers"]) or "-"
+
+
+def run(app: App, args: argparse.Namespace) -> int:
+    """Print a table of problem files and a summary line (or one JSON document)."""
+    target: str = args.target
+    if target.isdigit():
+        report = _from_session(app, int(target), args.all)
+    else:
+        report = _from_snapshot(app, target, args.all)
+    if app.json:
+        app.emit(report)
+        return 0
+    files = report["files"]
+    if files:
+        width = min(max(len(f["path"]) for f in files), 60)
+        app.print(f"{'Class':<8} {'Path':<{width}} {'Attempts':>8}  {'Writer':<24} Reason")
+        for f in files:
+            why = f["message"] or f["reason"] or ""
+            app.print(f"{f['class']:<8} {f['path']:<{width}} {f['attempts']:>8}  {_writers(f):<24} {why}")
+    counts = report["summary"] or {}
+    where = f"session {report['session']['id']}" if report["session"] else "snapshot"
+    snap = (report["snapshot_id"] or "none")[:8]
+    partial = ", partial (stopped early)" if report["partial"] else ""
+    app.print(
+        f"{where}, snapshot {snap}, set {report['set'] or '-'}: {counts.get('ok', 0)} ok, "
+        f"{counts.get('suspect', 0)} suspect, {counts.get('failed', 0)} failed{partial}"
+    )
+    return 0

@@ -1,0 +1,262 @@
+"""Backup sets as engine runs: config values → ``BackupOptions``, and one recorded session per run.
+
+Two jobs, kept apart:
+
+* **Mapping** (pure): :func:`backup_options` turns a validated ``config.BackupSet`` into the
+  engine's ``BackupOptions`` — strings become :class:`Strategy`, :class:`SnapshotMode` and a
+  :class:`RetryPolicy`, the set's name becomes a snapshot tag. :func:`worst_exit_code` folds the
+  exit codes of several sets into one.
+* **Recording** (a wrapper, R4): :func:`run_set` runs a ``BackupSession`` with its events passing
+  through :class:`ActivityRecorder`, which writes problem files (every file when the set asks for
+  a detailed log) and warnings into the :class:`ActivityLog`, then closes the session row with
+  counts, bytes, snapshot id, exit code and status. The row is committed before the session
+  starts reading, so a client killed mid-session leaves it "running", which readers show as
+  "interrupted".
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shadowvault.config import BackupSet
+from shadowvault.errors import ConfigError, ShadowvaultError
+from shadowvault.fs import default_excludes
+from shadowvault.openfiles import RetryPolicy, Strategy
+from shadowvault.repo import Repository
+from shadowvault.snapshots import SnapshotMode
+
+from .activity import ActivityLog, SessionStatus
+from .backup import BackupOptions, BackupResult, BackupSession
+from .events import Event, EventSink, FileDone, SessionSummary, Warning_
+from .summary import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_SOME_SUSPECT, EXIT_USAGE
+
+__all__ = [
+    "ActivityRecorder",
+    "SetRun",
+    "backup_options",
+    "builtin_exclusions",
+    "retry_policy",
+    "run_set",
+    "snapshot_mode",
+    "strategy",
+    "worst_exit_code",
+]
+
+# Severity of exit codes, mildest first: a fatal set outweighs failed files, which outweigh
+# suspect ones; a usage error (nothing ran) outweighs everything.
+_SEVERITY = (EXIT_OK, EXIT_SOME_SUSPECT, EXIT_SOME_FAILED, EXIT_FATAL, EXIT_USAGE)
+
+
+def strategy(value: str) -> Strategy:
+    """The open-file strategy named by a config value such as ``"deny-write"``."""
+    try:
+        return Strategy(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in Strategy)
+        raise ConfigError(f"open_files = {value!r} is not allowed: choose one of {allowed}") from None
+
+
+def snapshot_mode(value: str) -> SnapshotMode:
+    """The volume-snapshot mode named by a config value (``off``, ``auto``, ``required``)."""
+    try:
+        return SnapshotMode(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in SnapshotMode)
+        raise ConfigError(f"snapshot = {value!r} is not allowed: choose one of {allowed}") from None
+
+
+def retry_policy(bset: BackupSet) -> RetryPolicy:
+    """The set's retry options as a policy; out-of-range values are a ``ConfigError``."""
+    try:
+        return RetryPolicy(
+            times=bset.retry_times, interval=bset.retry_interval, on_change=bset.retry_on_change
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def backup_options(
+    bset: BackupSet,
+    *,
+    excluded_paths: list[str] | None = None,
+    host: str | None = None,
+    force: bool = False,
+    parent: str | None = None,
+    workers: int = 0,
+) -> BackupOptions:
+    """Engine options for one run of ``bset`` (``bset.name`` "" is an ad-hoc run without a set).
+
+    A named set's snapshots carry its name as a tag, so ``snapshots --tag NAME`` and retention
+    per set can find them.
+    """
+    if bset.type != "files":
+        raise ConfigError(
+            f"set {bset.name!r} has type {bset.type!r}: only 'files' sets can be backed up so far"
+        )
+    tags = list(bset.tags)
+    if bset.name and bset.name not in tags:
+        tags.insert(0, bset.name)
+    return BackupOptions(
+        sources=list(bset.sources),
+        strategy=strategy(bset.open_files),
+        retry=retry_policy(bset),
+        excludes=list(bset.exclude),
+        exclude_if_present=list(bset.exclude_if_present),
+        use_default_excludes=bset.use_default_excludes,
+        one_file_system=bset.one_file_system,
+        tags=tags,
+        host=host,
+        force=force,
+        parent=parent,
+        snapshot_mode=snapshot_mode(bset.snapshot),
+        pre_snapshot=bset.pre_snapshot,
+        post_snapshot=bset.post_snapshot,
+        stop_on_errors=bset.stop_on_errors,
+        set_name=bset.name or None,
+        excluded_paths=list(excluded_paths or []),
+        workers=workers,
+    )
+
+
+def builtin_exclusions() -> dict[str, list[str]]:
+    """What ``use_default_excludes = true`` leaves out, for ``sets show``.
+
+    ``patterns`` are globs in exclude syntax; ``content`` and ``runtime`` are the checks that no
+    pattern can express (they apply whatever the file is called).
+    """
+    return {
+        "patterns": default_excludes(),
+        "content": [
+            "swap areas (recognised by the mkswap signature, whatever their name)",
+            "directories holding a CACHEDIR.TAG that starts with the Cache Directory Tagging signature",
+        ],
+        "runtime": [
+            "the repository itself",
+            "shadowvault's state directory (activity log)",
+            "active swap files listed in /proc/swaps",
+        ],
+    }
+
+
+def worst_exit_code(codes: list[int]) -> int:
+    """The most severe of several runs' exit codes (0 < 4 < 3 < 1 < 2); 0 for none."""
+    rank = {code: i for i, code in enumerate(_SEVERITY)}
+    return max(codes, key=lambda c: rank.get(c, len(_SEVERITY)), default=EXIT_OK)
+
+
+class ActivityRecorder:
+    """An ``EventSink`` wrapper: records problem files and warnings, then passes every event on.
+
+    ``detailed`` records every file (the set's ``detailed_log``), not only suspect and failed ones.
+    """
+
+    def __init__(self, inner: EventSink, log: ActivityLog, session_id: int, *, detailed: bool) -> None:
+        self.inner = inner
+        self.log = log
+        self.session_id = session_id
+        self.detailed = detailed
+        self.summary: SessionSummary | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, FileDone):
+            if self.detailed or event.outcome.get("class") not in (None, "ok"):
+                outcome: dict[str, Any] = {"class": "ok", **event.outcome}
+                if event.reused:
+                    outcome.setdefault("reason", "unchanged")
+                self.log.record_file(self.session_id, event.path, outcome)
+        elif isinstance(event, Warning_):
+            self.log.warn(self.session_id, event.message)
+        elif isinstance(event, SessionSummary):
+            self.summary = event
+        self.inner(event)
+
+
+@dataclass(frozen=True)
+class SetRun:
+    """The outcome of :func:`run_set`: the activity session and the engine's result (if any)."""
+
+    set_name: str | None
+    session_id: int
+    status: SessionStatus
+    exit_code: int
+    result: BackupResult | None
+    error: str | None = None
+
+
+def _status(result: BackupResult) -> SessionStatus:
+    return "partial" if result.partial else "completed"
+
+
+def run_set(
+    repo: Repository,
+    options: BackupOptions,
+    sink: EventSink,
+    activity: ActivityLog | Path,
+    *,
+    detailed_log: bool = False,
+    on_session: Callable[[int], None] | None = None,
+) -> SetRun:
+    """Run one backup session recorded in the activity log; returns a :class:`SetRun`.
+
+    ``activity`` is an open log or the path of its database (the CLI passes
+    ``user_state_dir/activity.db``). ``on_session(session_id)`` is called once the session row
+    exists, before anything is read. A ``ShadowvaultError`` from the engine (missing source,
+    repository trouble) closes the session as "failed" with its exit code and is raised again;
+    Ctrl-C closes it as "interrupted". ``options.set_name`` is the set recorded (None: ad hoc).
+    """
+    if isinstance(activity, Path):
+        with ActivityLog(activity) as log:
+            return run_set(repo, options, sink, log, detailed_log=detailed_log, on_session=on_session)
+    log = activity
+    host = options.host or socket.gethostname()
+    sid = log.start_session(options.set_name, host)
+    if on_session is not None:
+        on_session(sid)
+    recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
+    try:
+        result = BackupSession(repo, options, recorder).run()
+    except ShadowvaultError as e:
+        log.warn(sid, str(e))
+        _finish(log, sid, "failed", e.exit_code, recorder)
+        raise
+    except KeyboardInterrupt:
+        _finish(log, sid, "interrupted", 130, recorder)
+        raise
+    except BaseException as e:
+        log.warn(sid, f"internal error: {e!r}")
+        _finish(log, sid, "failed", EXIT_FATAL, recorder)
+        raise
+    if result.partial:
+        log.warn(
+            sid,
+            f"partial snapshot: the set stopped after {result.counts.failed} failed files "
+            f"(stop_on_errors = {options.stop_on_errors})",
+        )
+    log.finish_session(
+        sid,
+        status=_status(result),
+        exit_code=result.exit_code,
+        snapshot_id=result.snapshot_id,
+        bytes_read=result.counts.bytes_read,
+        bytes_added=result.counts.bytes_added,
+        counts={"ok": result.counts.ok, "suspect": result.counts.suspect, "failed": result.counts.failed},
+    )
+    return SetRun(options.set_name, sid, _status(result), result.exit_code, result)
+
+
+def _finish(log: ActivityLog, sid: int, status: SessionStatus, code: int, rec: ActivityRecorder) -> None:
+    """Close a session that ended without a result, keeping whatever counts are known."""
+    s = rec.summary
+    log.finish_session(
+        sid,
+        status=status,
+        exit_code=code,
+        snapshot_id=s.snapshot_id if s else None,
+        bytes_read=s.bytes_read if s else 0,
+        bytes_added=s.bytes_added if s else 0,
+        counts={"ok": s.files_ok, "suspect": s.files_suspect, "failed": s.files_failed} if s else {},
+    )
