@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import require_binary
 from tests.repo.repo_helpers import FAST_KDF, PASSWORD, restic, unpack_fixture, walk, write_sample
 
+from shadowvault.errors import IntegrityError
 from shadowvault.repo import BlobType, FileType, LocalBackend, Repository, check_repository
 from shadowvault.repo.files.jsonfmt import parse_time
 
@@ -199,3 +200,20 @@ def test_restic_v1_repository_opens_and_accepts_our_writes(tmp_path: Path, resti
         b.uncompressed_length is None for pid in repo.index.pack_ids() for b in repo.index.pack_blobs(pid)
     )
     assert "no errors were found" in restic(path, "check", "--read-data").stdout
+
+
+def test_damaged_index_file_is_reported_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "badindex"
+    repo = Repository.init(LocalBackend(path), PASSWORD, kdf=FAST_KDF)
+    write_sample(repo, {"doc": b"text"}, time_ns=1, tags=[])
+    (index_file,) = (path / "index").iterdir()
+    index_file.chmod(0o600)
+    raw = bytearray(index_file.read_bytes())
+    raw[20] ^= 0xFF
+    index_file.write_bytes(bytes(raw))
+    fresh = Repository.open(LocalBackend(path), PASSWORD)
+    with pytest.raises(IntegrityError, match=index_file.name[:8]):
+        fresh.load_index()
+    problems = check_repository(Repository.open(LocalBackend(path), PASSWORD))
+    kinds = [p.kind for p in problems]
+    assert kinds[0] == "bad_index" and "missing_tree" in kinds

@@ -1,5 +1,6 @@
 """Structural repository check, the counterpart of ``restic check [--read-data]``.
 
+0. Index files: each must decrypt and parse (kind ``bad_index``).
 1. Index against packs: every indexed pack exists, its header decrypts, the
    header's blobs add up to the file size, and every indexed blob sits in the
    header at the same place. Packs no index names (an interrupted backup leaves
@@ -173,9 +174,10 @@ def check_repository(
     An empty list means restic's ``check`` would find no errors either.
     ``include_hints`` adds non-critical findings (packs no index references).
     """
-    repo.load_index()
+    problems: list[CheckProblem] = []
+    repo.load_index(on_error=lambda name, exc: problems.append(CheckProblem("bad_index", str(exc))))
     sizes = {name: size for name, size in repo.list_files(FileType.PACK)}
-    problems = _check_packs(repo, sizes)
+    problems += _check_packs(repo, sizes)
     problems += _check_snapshots(repo)
     if read_data:
         problems += _read_data(repo, sizes)

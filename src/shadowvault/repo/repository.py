@@ -12,7 +12,7 @@ import contextlib
 import getpass
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from shadowvault.errors import (
@@ -236,21 +236,32 @@ class Repository:
 
     # ---- index --------------------------------------------------------------------------
 
-    def load_index(self) -> None:
-        """Read every index file not loaded yet into the master index."""
+    def load_index(self, *, on_error: Callable[[str, RepoError], None] | None = None) -> None:
+        """Read every index file not loaded yet into the master index.
+
+        A damaged index file raises IntegrityError, unless ``on_error`` is given:
+        then it is called with the file name and the error, and the file skipped.
+        """
         with self._index_lock:
             for name, _size in list(self.list_files(FileType.INDEX)):
                 index_id = bytes.fromhex(name)
                 if index_id in self.index.index_files:
                     continue
-                raw = self.load_unpacked(FileType.INDEX, name)
                 try:
-                    self.index.add_index_file(index_id, IndexFile.from_json(raw))
-                except ValueError as exc:
-                    raise IntegrityError(
-                        f"index file {short(name)} in {self.location()} is malformed ({exc}): "
-                        "rebuild the index with `restic repair index`"
-                    ) from exc
+                    raw = self.load_unpacked(FileType.INDEX, name)
+                    try:
+                        parsed = IndexFile.from_json(raw)
+                    except ValueError as exc:
+                        raise IntegrityError(
+                            f"index file {short(name)} in {self.location()} is malformed ({exc}): "
+                            "rebuild the index with `restic repair index`"
+                        ) from exc
+                except RepoError as exc:
+                    if on_error is None:
+                        raise
+                    on_error(name, exc)
+                    continue
+                self.index.add_index_file(index_id, parsed)
             self._index_loaded = True
 
     def reset_index(self) -> None:
