@@ -25,6 +25,7 @@ import fcntl
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from types import FrameType
 
@@ -95,7 +96,8 @@ class BreakWatch:
     def __init__(self) -> None:
         self._previous: _Handler = None
         self._installed = False
-        self.times: list[float] = []
+        # Bounded: only breaks during the current read matter.
+        self.times: deque[float] = deque(maxlen=1024)
 
     @staticmethod
     def can_install() -> bool:

@@ -18,6 +18,7 @@ import errno
 import os
 import stat
 import time
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -61,6 +62,8 @@ class OpenFiles:
         self.watch = BreakWatch()
         self.leases_usable = True
         self._lease_warned = False
+        # Attempts not yet finished; close() ends them before the SIGIO handler goes away.
+        self._open_attempts: weakref.WeakSet[FileAttempt] = weakref.WeakSet()
         if self.guards.lease_signals:
             if BreakWatch.can_install():
                 self.watch.install()
@@ -73,7 +76,10 @@ class OpenFiles:
 
     def attempt(self, path: PathArg, strategy: Strategy, number: int = 1) -> FileAttempt:
         """Open ``path`` under ``strategy``; check ``refused`` before reading. Use as a context manager."""
-        return FileAttempt(self, path, strategy, number)
+        att = FileAttempt(self, path, strategy, number)
+        if att._result is None:
+            self._open_attempts.add(att)
+        return att
 
     def lease_unavailable(self, why: str) -> None:
         """Warn, once per session, that writers cannot be held off by leases."""
@@ -84,7 +90,9 @@ class OpenFiles:
             self._on_warning(why)
 
     def close(self) -> None:
-        """Restore the previous SIGIO handler. Idempotent."""
+        """Finish attempts still open (releasing their leases), restore the SIGIO handler. Idempotent."""
+        for att in list(self._open_attempts):
+            att.finish()
         self.watch.restore()
 
     def __enter__(self) -> OpenFiles:
@@ -275,6 +283,7 @@ class FileAttempt:
                 self._fd = None
                 os.close(fd)
         self._result = self._facts()
+        self.session._open_attempts.discard(self)
         return self._result
 
     def _check_after(self, fd: int) -> None:

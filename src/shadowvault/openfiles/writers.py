@@ -131,12 +131,15 @@ class WriterIndex:
     """Session-wide writer index, built lazily on first use and refreshed on demand.
 
     ``min_refresh_interval`` keeps a burst of refused leases from rescanning /proc for
-    every file: a rescan is skipped when the index is younger than that.
+    every file: a rescan is skipped when the index is younger than that. ``max_age``
+    bounds how stale a plain lookup may be (sessions without leases never see a refusal
+    that would trigger a refresh).
     """
 
-    def __init__(self, proc: str = "/proc", min_refresh_interval: float = 0.5) -> None:
+    def __init__(self, proc: str = "/proc", min_refresh_interval: float = 0.5, max_age: float = 60.0) -> None:
         self.proc = proc
         self.min_refresh_interval = min_refresh_interval
+        self.max_age = max_age
         self._index: dict[Key, tuple[WriterInfo, ...]] | None = None
         self._built_at = 0.0
         self.scans = 0
@@ -147,15 +150,18 @@ class WriterIndex:
         self._built_at = time.monotonic()
         self.scans += 1
 
+    def _older_than(self, seconds: float) -> bool:
+        return self._index is None or time.monotonic() - self._built_at >= seconds
+
     def lookup(self, dev: int, ino: int) -> tuple[WriterInfo, ...]:
-        """Writers of the file, from the index as built (built now if it never was)."""
-        if self._index is None:
+        """Writers of the file from the index (built now if it never was or is older than ``max_age``)."""
+        if self._older_than(self.max_age):
             self.refresh()
         assert self._index is not None
         return self._index.get((dev, ino), ())
 
     def lookup_fresh(self, dev: int, ino: int) -> tuple[WriterInfo, ...]:
         """Writers of a file we know has one (its lease was refused): rescan unless the index is recent."""
-        if self._index is None or time.monotonic() - self._built_at >= self.min_refresh_interval:
+        if self._older_than(self.min_refresh_interval):
             self.refresh()
         return self.lookup(dev, ino)
