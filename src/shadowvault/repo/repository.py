@@ -24,7 +24,7 @@ from shadowvault.errors import (
 )
 from shadowvault.repo import compression, crypto
 from shadowvault.repo.backends.base import Backend, FileType, exists
-from shadowvault.repo.files import jsonfmt, key
+from shadowvault.repo.files import key
 from shadowvault.repo.files.config import MAX_VERSION, MIN_VERSION, RepoConfig
 from shadowvault.repo.files.index import IndexFile, split_into_files
 from shadowvault.repo.files.pack import PackedBlob
@@ -447,8 +447,3 @@ def decode_blob(master: crypto.Key, stored: bytes, entry: PackedBlob, pack_name:
     if hash_bytes(plain) != entry.id:
         raise IntegrityError(f"{what} does not match its SHA-256: run `shadowvault check --read-data`")
     return plain
-
-
-def now_ns() -> int:
-    """Current time in ns, for building snapshots."""
-    return jsonfmt.now_ns()
