@@ -186,7 +186,11 @@ class FileAttempt:
         if not stat.S_ISREG(st.st_mode):
             self._refuse(Reason.NOT_REGULAR, "")
             return
-        action = self._guard(self._fd, st)
+        try:
+            action = self._guard(self._fd, st)
+        except OSError as e:  # an errno none of the guards expected: not worth a crash
+            self._refuse(Reason.IO_ERROR, e.strerror or str(e))
+            return
         if action is Action.FAIL_ATTEMPT:
             self._refuse(judge(self._facts(), self.strategy).reason, "", error=False)
             return
@@ -306,7 +310,10 @@ class FileAttempt:
             self._lease_held = False
             intact = guards.lease_intact(fd)
             # Releasing fails only if the kernel already removed the lease at lease-break-time.
-            released = guards.release_lease(fd)
+            try:
+                released = guards.release_lease(fd)
+            except OSError:
+                released = True  # unexpected errno; closing the descriptor drops the lease anyway
             if not released:
                 self._break = BreakState.REVOKED
             elif not intact:
