@@ -87,7 +87,8 @@ class BreakWatch:
     """Owns the SIGIO handler for the session and timestamps every lease-break signal.
 
     The signal does not say which descriptor it is for (Python handlers get no
-    ``siginfo``), so attempts match breaks by time and confirm with :func:`lease_intact`.
+    ``siginfo``): an attempt learns of a break from :func:`lease_intact` on its own
+    descriptor and uses the timestamps only to say how long the writer waited.
     A Python-level handler that was installed before us is still called.
     """
 
