@@ -57,8 +57,9 @@ class App:
         self.args = args
         self.json: bool = bool(getattr(args, "json", False))
         self.quiet: bool = bool(getattr(args, "quiet", False))
-        self.out = Console(highlight=False, soft_wrap=True)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        # No emoji codes or highlighting: file names like "a:smile:b" must print as they are.
+        self.out = Console(highlight=False, soft_wrap=True, emoji=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         self._config: Config | None = None
         self._config_loaded = False
 

@@ -47,6 +47,7 @@ from shadowvault.openfiles import (
     Classification,
     FileOutcome,
     OpenFiles,
+    Reason,
     Retry,
     RetryPolicy,
     RetryQueue,
@@ -424,6 +425,9 @@ class BackupSession:
     def _settle(
         self, w: _Waiting, meta: FileMeta, outcome: FileOutcome, chunks: list[Future[bytes]], size: int
     ) -> None:
+        if outcome.reason is Reason.VANISHED:
+            self._vanished(w)
+            return
         data = outcome.to_json()
         cls = outcome.classification
         path = os.fsdecode(w.orig)
@@ -445,6 +449,12 @@ class BackupSession:
         ):
             self._stopping = True
             self._warn(f"stopping after {self.counts.failed} failed files (stop_on_errors)")
+
+    def _vanished(self, w: _Waiting) -> None:
+        """Deleted between the directory listing and the read (temp files, journals): nothing is
+        lost, so it is left out with a warning instead of counting as a failed file (as restic)."""
+        self.builder.settle(w.dir, w.slot, None)
+        self._warn(f"{os.fsdecode(w.orig)} was deleted before it could be read; not in this snapshot")
 
     def _file_failed_early(self, orig: bytes, reason: str, message: str) -> None:
         path = os.fsdecode(orig)
@@ -506,9 +516,12 @@ class BackupSession:
     def _retry(self, w: _Waiting) -> None:
         try:
             meta = _renamed(read_meta(w.read_path), os.path.basename(w.orig))
-        except OSError:
+        except FileNotFoundError:
+            self._vanished(w)
+            return
+        except OSError as e:
             self.builder.settle(w.dir, w.slot, None)
-            self._file_failed_early(w.orig, "vanished", "the file disappeared before it could be retried")
+            self._file_failed_early(w.orig, "io-error", f"cannot read metadata: {e.strerror}")
             return
         self._attempt(w, meta)
 
