@@ -20,7 +20,12 @@ from shadowvault.openfiles import RetryPolicy, Strategy
 from shadowvault.repo import LocalBackend, Repository
 from treeutil import PASSWORD, env, restic, sv
 
-HOLD = "import sys, time; f = open(sys.argv[1], 'ab'); print('ready', flush=True); time.sleep(float(sys.argv[2]))"
+HOLD = (
+    "import sys, time\n"
+    "f = open(sys.argv[1], 'ab')\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+)
 APPEND = (
     "import sys, time\n"
     "print('ready', flush=True)\n"
