@@ -74,6 +74,8 @@ AVG_CHUNK = 1024 * 1024
 MAX_CHUNK = 8 * 1024 * 1024
 _IN_FLIGHT = 16  # blobs queued for the workers: bounds memory to ~16 chunks
 _PROGRESS_EVERY = 0.25
+_CHECKPOINT_PACKS = 8
+_CHECKPOINT_SECONDS = 120.0
 
 
 @dataclass
@@ -140,6 +142,7 @@ class BackupSession:
         self.builder = TreeBuilder(repo.save_tree)
         self._stopping = False
         self._last_progress = 0.0
+        self._last_checkpoint = time.monotonic()
         self._inflight: deque[Future[bytes]] = deque()
         self._chunker = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
         self._buf = bytearray(MIN_CHUNK)
@@ -167,6 +170,8 @@ class BackupSession:
         for src in self.sources:
             if not os.path.lexists(src):
                 raise FatalError(f"source {src} does not exist: check the path")
+        for lock_id in self.repo.remove_stale_locks():
+            self._warn(f"removed stale lock {lock_id[:8]} left by a process that no longer runs")
         parent_id, parent_root = self._parent_tree()
         workers = self.opt.workers or max(2, os.cpu_count() or 2)
         with ExitStack() as stack:
@@ -490,8 +495,17 @@ class BackupSession:
             self._maybe_progress(att)
         return total
 
+    def _maybe_checkpoint(self) -> None:
+        """Index uploaded packs every few packs or minutes, so a killed session's data is reused."""
+        now = time.monotonic()
+        pending = self.repo.unindexed_packs()
+        if pending >= _CHECKPOINT_PACKS or (pending and now - self._last_checkpoint >= _CHECKPOINT_SECONDS):
+            self.repo.checkpoint()
+            self._last_checkpoint = now
+
     def _submit(self, data: bytes) -> Future[bytes]:
         self._wait_inflight(_IN_FLIGHT)
+        self._maybe_checkpoint()
         fut = self.pool.submit(self._save, data)
         self._inflight.append(fut)
         return fut

@@ -77,6 +77,11 @@ class MasterIndex:
         """Number of distinct (type, id) pairs."""
         return len(self._blobs)
 
+    def new_pack_count(self) -> int:
+        """Packs uploaded since the last index file was written."""
+        with self._lock:
+            return len(self._new_packs)
+
     def take_new_packs(self) -> list[tuple[bytes, list[PackedBlob]]]:
         """Packs added with ``new=True`` since the last call, with their blobs."""
         with self._lock:

@@ -32,7 +32,7 @@ from shadowvault.repo.files.snapshot import Snapshot
 from shadowvault.repo.files.tree import Tree
 from shadowvault.repo.ids import BlobType, hash_bytes, is_hex_id, short
 from shadowvault.repo.index import MasterIndex
-from shadowvault.repo.lock import RepoLock
+from shadowvault.repo.lock import RepoLock, remove_stale_locks
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE, BlobSaver
 
 
@@ -350,6 +350,18 @@ class Repository:
         self._saver.flush()
         self._write_index()
 
+    def unindexed_packs(self) -> int:
+        """Packs already uploaded whose index file is not written yet."""
+        return self.index.new_pack_count()
+
+    def checkpoint(self) -> None:
+        """Write index files for the packs uploaded so far, leaving open packs alone.
+
+        A session killed later leaves these packs indexed, so the next backup reuses them
+        instead of uploading the data again.
+        """
+        self._write_index()
+
     # ---- trees and snapshots -----------------------------------------------------------
 
     def save_tree(self, tree: Tree) -> bytes:
@@ -420,6 +432,10 @@ class Repository:
         finally:
             self._locks.remove(held)
             held.release()
+
+    def remove_stale_locks(self) -> list[str]:
+        """Delete locks left by dead processes on this host or not refreshed for 30 minutes."""
+        return remove_stale_locks(self)
 
     def close(self) -> None:
         """Release locks still held and the backend. Unflushed blobs are discarded: flush first."""
