@@ -1,0 +1,221 @@
+"""Helpers for the snapshot end-to-end tests: loop-mounted file systems, busy writers, leftover checks.
+
+Everything here works on real kernels objects: sparse images attached to loop
+devices, real mounts, writer processes that run ``sqlite3`` or ``pwrite`` in a
+loop while ``shadowvault backup`` reads. Teardown always unmounts and detaches,
+also when a test fails half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from conftest import require_binary, require_root
+
+#: Hidden names every provider gives its snapshots and work dirs (prefix "shadowvault").
+HIDDEN_PREFIX = ".shadowvault"
+
+
+def sh(*argv: str) -> str:
+    """Run a command that must succeed; return its stdout."""
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, f"{argv}: exit {proc.returncode}: {proc.stderr}"
+    return proc.stdout
+
+
+def _umount(mount_point: Path) -> None:
+    # A writer killed a moment ago may still hold the fs busy: retry briefly, then detach lazily.
+    for _ in range(30):
+        if not os.path.ismount(mount_point):
+            return
+        if subprocess.run(["umount", str(mount_point)], capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+
+
+@contextmanager
+def loop_fs(workdir: Path, fs_type: str, *, size: str, mkfs_args: Sequence[str] = ()) -> Iterator[Path]:
+    """A fresh file system in a sparse image, loop-mounted at ``workdir/mnt-<type>``."""
+    require_root()
+    require_binary(f"mkfs.{fs_type}")
+    require_binary("losetup")
+    image = workdir / f"{fs_type}.img"
+    mount_point = workdir / f"mnt-{fs_type}"
+    mount_point.mkdir()
+    sh("truncate", "-s", size, str(image))
+    sh(f"mkfs.{fs_type}", "-q", *mkfs_args, str(image))
+    device = sh("losetup", "--find", "--show", str(image)).strip()
+    try:
+        sh("mount", device, str(mount_point))
+        try:
+            yield mount_point
+        finally:
+            _umount(mount_point)
+    finally:
+        subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
+
+
+@contextmanager
+def tmpfs(workdir: Path) -> Iterator[Path]:
+    """A small tmpfs of our own (no provider can snapshot it)."""
+    require_root()
+    mount_point = workdir / "mnt-tmpfs"
+    mount_point.mkdir()
+    sh("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point))
+    try:
+        yield mount_point
+    finally:
+        _umount(mount_point)
+
+
+def dead_pid() -> int:
+    """A pid whose process has exited (reuse within a test run is very unlikely)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+# ---- what a session may leave behind ---------------------------------------------------------
+
+
+def our_subvolumes(mnt: Path) -> list[str]:
+    """Lines of ``btrfs subvolume list -a`` naming one of our snapshots."""
+    listing = sh("btrfs", "subvolume", "list", "-a", str(mnt))
+    return [line for line in listing.splitlines() if HIDDEN_PREFIX in line]
+
+
+def hidden_entries(*dirs: Path) -> list[str]:
+    """Our hidden names (snapshots, reflink work dirs, probe files) directly in ``dirs``."""
+    return sorted(str(d / n) for d in dirs for n in os.listdir(d) if n.startswith(HIDDEN_PREFIX))
+
+
+def our_mounts() -> list[str]:
+    """Lines of /proc/self/mountinfo that mention a snapshot of ours."""
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        return [line for line in f if "shadowvault" in line]
+
+
+def leftovers(mnt: Path, *dirs: Path, btrfs: bool) -> list[str]:
+    """Everything of ours still present on ``mnt`` (and in ``dirs``): must be empty between sessions."""
+    found = hidden_entries(mnt, *dirs) + our_mounts()
+    if btrfs:
+        found += our_subvolumes(mnt)
+    return found
+
+
+# ---- shadowvault output ------------------------------------------------------------------------
+
+
+def json_lines(stdout: str) -> list[dict[str, Any]]:
+    """Every JSON object line of ``--json`` output."""
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
+
+
+def summary(stdout: str) -> dict[str, Any]:
+    """The summary line of ``backup --json``."""
+    found = [d for d in json_lines(stdout) if d.get("message_type") == "summary"]
+    assert found, f"no summary in:\n{stdout}"
+    return found[-1]
+
+
+def warnings(stdout: str) -> list[str]:
+    """Messages of the JSON warning lines."""
+    return [str(d["message"]) for d in json_lines(stdout) if d.get("message_type") == "warning"]
+
+
+# ---- busy writers ------------------------------------------------------------------------------
+
+SQLITE_WRITER = textwrap.dedent(
+    """
+    import sqlite3, sys
+    path, mode = sys.argv[1], sys.argv[2]
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute(f"PRAGMA journal_mode={mode}")
+    con.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, body BLOB, k TEXT)")
+    con.execute("CREATE INDEX IF NOT EXISTS t_k ON t(k)")
+    con.execute("CREATE TABLE IF NOT EXISTS meta(seq INTEGER, total INTEGER)")
+    if con.execute("SELECT count(*) FROM meta").fetchone()[0] == 0:
+        con.execute("INSERT INTO meta VALUES (0, 0)")
+    seq = 0
+    while True:
+        # Each transaction touches many pages (rows, index, deletes, meta): a torn copy shows.
+        con.execute("BEGIN IMMEDIATE")
+        for _ in range(8):
+            con.execute("INSERT INTO t(body, k) VALUES (randomblob(1500), hex(randomblob(12)))")
+        con.execute("DELETE FROM t WHERE id <= (SELECT max(id) FROM t) - 1500")
+        con.execute("UPDATE meta SET seq = seq + 1, total = (SELECT count(*) FROM t)")
+        con.execute("COMMIT")
+        seq += 1
+        if seq == 20:
+            print("running", flush=True)
+    """
+)
+
+OVERWRITER = textwrap.dedent(
+    """
+    import os, sys, time
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT, 0o644)
+    size = int(sys.argv[2])
+    i = 0
+    while True:
+        # One pwrite per state: the whole file holds one byte value between calls.
+        os.pwrite(fd, bytes([i % 250 + 1]) * size, 0)
+        i += 1
+        time.sleep(0.001)  # continuous, but leaves the other helpers' tests some CPU
+        if i == 3:
+            print("running", flush=True)
+    """
+)
+
+
+@contextmanager
+def writer(script: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """Run a writer script in its own process until the block ends; it must still run then."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != "running":
+            proc.kill()
+            raise AssertionError(f"writer did not start: {line!r} {proc.communicate(timeout=30)[1]}")
+        yield proc
+        if proc.poll() is not None:
+            raise AssertionError(f"writer died during the test: {proc.communicate(timeout=30)[1]}")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+
+
+def check_database(path: Path) -> tuple[int, int]:
+    """Open a restored database; it must pass integrity_check and its own invariant. Returns (seq, rows)."""
+    assert path.is_file(), f"{path} was not restored"
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        seq, total = con.execute("SELECT seq, total FROM meta").fetchone()
+        rows = con.execute("SELECT count(*) FROM t").fetchone()[0]
+        # meta.total is set inside every transaction: a copy mixing two transactions breaks it.
+        assert rows == total, f"{path}: {rows} rows but meta says {total}"
+        return int(seq), int(rows)
+    finally:
+        con.close()
+
+
+def restored(target: Path, original: Path) -> Path:
+    """Where restore puts ``original`` under ``target`` (the full original path, as restic does)."""
+    return target / original.relative_to("/")

@@ -1,0 +1,440 @@
+"""Issue 6 end to end: snapshot backups on real loop-mounted btrfs and XFS, a tmpfs, real restic.
+
+One btrfs, one XFS (reflink) and one tmpfs per module; every test works in its
+own directory on them and checks that nothing of ours (snapshot subvolume,
+reflink work dir, probe file, mount) is left once a session ends, however it
+ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from snapfixtures import (
+    OVERWRITER,
+    SQLITE_WRITER,
+    check_database,
+    dead_pid,
+    leftovers,
+    loop_fs,
+    our_subvolumes,
+    restored,
+    sh,
+    summary,
+    tmpfs,
+    warnings,
+    writer,
+)
+
+from conftest import require_binary
+from shadowvault.engine.backup import BackupOptions, BackupSession
+from shadowvault.engine.events import Event, EventSink, FileDone, ListSink, Warning_
+from shadowvault.errors import SnapshotError
+from shadowvault.repo import LocalBackend, Repository
+from shadowvault.snapshots import SnapshotMode
+from treeutil import PASSWORD, env, restic, sv
+
+pytestmark = [pytest.mark.root, pytest.mark.loopdev]
+
+BUSY_SIZE = 6 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def btrfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A btrfs mount whose subvolume ``vol`` holds the sources."""
+    require_binary("btrfs")
+    with loop_fs(tmp_path_factory.mktemp("btrfs"), "btrfs", size="700M") as mnt:
+        sh("btrfs", "subvolume", "create", str(mnt / "vol"))
+        yield mnt
+
+
+@pytest.fixture(scope="module")
+def xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An XFS mount with reflinks (no volume snapshot provider handles it: reflink does)."""
+    with loop_fs(tmp_path_factory.mktemp("xfs"), "xfs", size="400M", mkfs_args=["-m", "reflink=1"]) as mnt:
+        yield mnt
+
+
+@pytest.fixture(scope="module")
+def ram(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tmpfs mount: no provider can snapshot it."""
+    with tmpfs(tmp_path_factory.mktemp("tmpfs")) as mnt:
+        yield mnt
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A fresh repository (on the root file system, outside every source)."""
+    require_binary("restic")
+    path = tmp_path / "repo"
+    sv("init", repo=path)
+    return path
+
+
+def fresh_dir(parent: Path, name: str) -> Path:
+    """A new, empty directory for one test."""
+    path = parent / name
+    path.mkdir()
+    return path
+
+
+def live_reasons(messages: list[str]) -> list[str]:
+    """Messages saying a source is read without a snapshot."""
+    return [m for m in messages if "read live" in m]
+
+
+def repo_snapshots(repo: Path) -> list[dict[str, object]]:
+    """What `shadowvault snapshots --json` lists."""
+    listing = json.loads(sv("snapshots", "--json", repo=repo).stdout)
+    assert isinstance(listing, list)
+    return listing
+
+
+def api_backup(repo: Path, options: BackupOptions, sink: EventSink) -> None:
+    """Run BackupSession in this process like the CLI does (lock, index, run)."""
+    r = Repository.open(LocalBackend(repo), PASSWORD)
+    try:
+        with r.lock(exclusive=False):
+            r.load_index()
+            BackupSession(r, options, sink).run()
+    finally:
+        r.close()
+
+
+# ---- 1. SQLite on btrfs ------------------------------------------------------------------------
+
+
+def test_sqlite_under_a_writer_on_btrfs_restores_intact_five_times(
+    btrfs: Path, repo: Path, tmp_path: Path
+) -> None:
+    src = fresh_dir(btrfs / "vol", "sqlite")
+    db = src / "app.db"
+    ids: list[str] = []
+    with writer(SQLITE_WRITER, str(db), "DELETE"):
+        for _ in range(5):
+            p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
+            assert p.returncode == 0, p.stdout + p.stderr
+            s = summary(p.stdout)
+            assert s["files_suspect"] == 0 and s["files_failed"] == 0, p.stdout
+            assert s["files_read"] >= 1 and s["files_ok"] == s["files_read"], p.stdout
+            assert live_reasons(warnings(p.stdout)) == [], p.stdout
+            assert leftovers(btrfs, btrfs / "vol", btrfs=True) == []
+            ids.append(str(s["snapshot_id"]))
+    seqs: list[int] = []
+    for n, sid in enumerate(ids):
+        target = tmp_path / f"restore-{n}"
+        if n == 0:
+            restic("restore", sid, "--target", str(target), repo=repo)
+        else:
+            sv("restore", sid, "--target", str(target), repo=repo)
+        # Recorded under the original path, never the snapshot's.
+        seq, rows = check_database(restored(target, db))
+        assert rows > 0
+        seqs.append(seq)
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5, f"the writer did not move between backups: {seqs}"
+    restic("check", repo=repo)
+
+
+# ---- 2. SQLite and a rewritten file on XFS (reflink) -------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine bug: reflink clones each file when it is read, so app.db and app.db-journal come"
+    " from different transactions (clones seconds apart); a hot journal of a later transaction is"
+    " rolled back over an older db and the restore is malformed",
+)
+def test_sqlite_under_a_writer_on_xfs_reflink_restores_intact(xfs: Path, repo: Path, tmp_path: Path) -> None:
+    src = fresh_dir(xfs, "sqlite")
+    db = src / "app.db"
+    ids: list[str] = []
+    with writer(SQLITE_WRITER, str(db), "DELETE"):
+        for _ in range(5):
+            p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
+            assert p.returncode == 0, p.stdout + p.stderr
+            s = summary(p.stdout)
+            assert s["files_suspect"] == 0 and s["files_failed"] == 0, p.stdout
+            assert s["files_read"] >= 1 and s["files_ok"] == s["files_read"], p.stdout
+            assert live_reasons(warnings(p.stdout)) == [], p.stdout
+            assert leftovers(xfs, src, btrfs=False) == []
+            ids.append(str(s["snapshot_id"]))
+    for n, sid in enumerate(ids):
+        target = tmp_path / f"restore-{n}"
+        if n == 0:
+            restic("restore", sid, "--target", str(target), repo=repo)
+        else:
+            sv("restore", sid, "--target", str(target), repo=repo)
+        check_database(restored(target, db))
+
+
+def test_file_rewritten_during_backups_on_xfs_is_captured_as_one_state(
+    xfs: Path, repo: Path, tmp_path: Path
+) -> None:
+    src = fresh_dir(xfs, "busy")
+    busy = src / "busy.bin"
+    ids: list[str] = []
+    with writer(OVERWRITER, str(busy), str(BUSY_SIZE)):
+        for _ in range(5):
+            p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
+            assert p.returncode == 0, p.stdout + p.stderr
+            s = summary(p.stdout)
+            assert s["files_read"] == 1 and s["files_ok"] == 1, p.stdout
+            assert live_reasons(warnings(p.stdout)) == [], p.stdout
+            assert leftovers(xfs, src, btrfs=False) == []
+            ids.append(str(s["snapshot_id"]))
+        # Control: read live, the same file is not vouched for (the writer is seen).
+        p = sv("backup", "--snapshot", "off", "--json", str(src), repo=repo, check=False)
+        assert summary(p.stdout)["files_ok"] == 0, p.stdout
+    seen: set[int] = set()
+    for n, sid in enumerate(ids):
+        target = tmp_path / f"restore-{n}"
+        if n == 0:
+            restic("restore", sid, "--target", str(target), repo=repo)
+        else:
+            sv("restore", sid, "--target", str(target), repo=repo)
+        data = restored(target, busy).read_bytes()
+        assert len(data) == BUSY_SIZE
+        values = set(data)
+        assert len(values) == 1, f"snapshot {n}: torn copy with byte values {sorted(values)[:10]}"
+        seen |= values
+    # Evidence that the file really changed under the backups (else the check above proves nothing).
+    assert len(seen) > 1, seen
+
+
+# ---- 3. tmpfs: required fails, auto reads live -------------------------------------------------
+
+
+def test_required_on_tmpfs_fails_with_one_line_and_writes_no_snapshot(ram: Path, repo: Path) -> None:
+    src = fresh_dir(ram, "required")
+    (src / "a.txt").write_text("data\n")
+    p = sv("backup", "--snapshot", "required", str(src), repo=repo, check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("error: snapshot required but") and str(src) in lines[0], lines
+    assert "tmpfs" in lines[0], lines
+    assert "Traceback" not in p.stderr
+    assert repo_snapshots(repo) == []
+    assert leftovers(ram, src, btrfs=False) == []
+
+
+def test_auto_on_tmpfs_reads_live_and_says_why(ram: Path, repo: Path, tmp_path: Path) -> None:
+    src = fresh_dir(ram, "auto")
+    (src / "a.txt").write_text("data\n")
+    p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    s = summary(p.stdout)
+    assert s["files_ok"] == 1 and s["files_failed"] == 0
+    why = live_reasons(warnings(p.stdout))
+    assert len(why) == 1 and str(src) in why[0] and "tmpfs" in why[0], p.stdout
+    # The same reason reaches a person as a warning line on stderr.
+    p = sv("backup", "--snapshot", "auto", str(src), repo=repo, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert any(
+        line.startswith("warning: snapshot:") and "read live" in line for line in p.stderr.splitlines()
+    )
+    assert len(repo_snapshots(repo)) == 2
+    target = tmp_path / "restore"
+    sv("restore", "latest", "--target", str(target), repo=repo)
+    assert restored(target, src / "a.txt").read_text() == "data\n"
+    assert leftovers(ram, src, btrfs=False) == []
+
+
+# ---- 4. nothing left behind after success, failure and signals ---------------------------------
+
+
+def test_required_failure_after_a_snapshot_was_made_leaves_nothing(
+    btrfs: Path, ram: Path, repo: Path
+) -> None:
+    on_btrfs = fresh_dir(btrfs / "vol", "req-mixed")
+    (on_btrfs / "a.txt").write_text("on btrfs\n")
+    on_tmpfs = fresh_dir(ram, "req-mixed")
+    # The btrfs source gets its snapshot first; then the tmpfs source fails the set.
+    p = sv("backup", "--snapshot", "required", str(on_btrfs), str(on_tmpfs), repo=repo, check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "snapshot required but" in p.stderr and str(on_tmpfs) in p.stderr, p.stderr
+    assert repo_snapshots(repo) == []
+    assert leftovers(btrfs, btrfs / "vol", btrfs=True) == []
+
+
+class FailingSink:
+    """An event sink that breaks the backup at its first file: a real failure mid-session."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        if isinstance(event, FileDone):
+            raise RuntimeError("sink broke")
+
+
+@pytest.mark.parametrize("fs", ["btrfs", "xfs"])
+def test_a_backup_failing_mid_run_leaves_nothing(
+    fs: str, request: pytest.FixtureRequest, repo: Path, tmp_path: Path
+) -> None:
+    mnt: Path = request.getfixturevalue(fs)
+    parent = mnt / "vol" if fs == "btrfs" else mnt
+    src = fresh_dir(parent, "fails-mid-run")
+    (src / "a.txt").write_text("a\n")
+    (src / "b.txt").write_text("b\n")
+    sink = FailingSink()
+    with pytest.raises(RuntimeError, match="sink broke"):
+        api_backup(repo, BackupOptions(sources=[str(src)], snapshot_mode=SnapshotMode.AUTO), sink)
+    assert any(isinstance(e, FileDone) for e in sink.events)  # it failed after reading began
+    assert leftovers(mnt, parent, src, btrfs=fs == "btrfs") == []
+    assert repo_snapshots(repo) == []
+
+
+def test_a_failing_pre_snapshot_under_required_fails_and_leaves_nothing(
+    btrfs: Path, repo: Path, tmp_path: Path
+) -> None:
+    src = fresh_dir(btrfs / "vol", "pre-fails")
+    (src / "a.txt").write_text("a\n")
+    log = tmp_path / "log"
+    options = BackupOptions(
+        sources=[str(src)],
+        snapshot_mode=SnapshotMode.REQUIRED,
+        pre_snapshot=f"echo pre >> {log}; echo quiesce failed >&2; exit 3",
+        post_snapshot=f"echo post >> {log}",
+    )
+    sink = ListSink()
+    with pytest.raises(SnapshotError, match="pre_snapshot command failed: quiesce failed"):
+        api_backup(repo, options, sink)
+    # post_snapshot runs although the snapshot failed.
+    assert log.read_text().split() == ["pre", "post"]
+    assert leftovers(btrfs, btrfs / "vol", src, btrfs=True) == []
+    assert repo_snapshots(repo) == []
+
+
+@pytest.fixture(scope="module")
+def big_source(btrfs: Path) -> Path:
+    """~96 MiB of incompressible files on btrfs: a backup of it runs for a few seconds."""
+    src = fresh_dir(btrfs / "vol", "big")
+    block = os.urandom(1024 * 1024)
+    for i in range(8):
+        with open(src / f"big-{i}.bin", "wb") as f:
+            for j in range(12):
+                f.write(bytes([i, j]) + block[2:])  # unique per MiB: nothing deduplicates
+    return src
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_mid_backup_leaves_nothing(
+    sig: signal.Signals, btrfs: Path, big_source: Path, repo: Path
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shadowvault", "backup", "--json", "--snapshot", "auto", "--pack-size", "4",
+         str(big_source)],
+        env=env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        reading = False
+        while proc.poll() is None and time.monotonic() < deadline:
+            # Reading has begun once a data pack is written while our snapshot exists.
+            packs = [p for p in (repo / "data").rglob("*") if p.is_file()]
+            if packs and our_subvolumes(btrfs):
+                reading = True
+                break
+            time.sleep(0.02)
+        assert reading and proc.poll() is None, "the backup ended before it could be interrupted"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + sig, (proc.returncode, out, err)
+    assert "Traceback" not in err, err
+    assert leftovers(btrfs, btrfs / "vol", big_source, btrfs=True) == []
+    assert repo_snapshots(repo) == []
+
+
+# ---- 5. stale snapshots of a crashed session ---------------------------------------------------
+
+
+def test_stale_snapshots_of_a_dead_session_are_removed_and_reported(
+    btrfs: Path, xfs: Path, ram: Path, repo: Path
+) -> None:
+    session = f"{dead_pid()}-0badf00d"
+    stale_snap = btrfs / "vol" / f".shadowvault-snap-{session}"
+    sh("btrfs", "subvolume", "snapshot", "-r", str(btrfs / "vol"), str(stale_snap))
+    stale_work = xfs / f".shadowvault-reflink-{session}"
+    stale_work.mkdir()
+    (stale_work / "clone-x").write_bytes(b"half a clone")
+    src = fresh_dir(ram, "stale")
+    (src / "a.txt").write_text("a\n")
+    # Any session that may snapshot cleans up, whichever source it backs up.
+    p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    said = [m for m in warnings(p.stdout) if "stale" in m]
+    assert any(stale_snap.name in m and "btrfs" in m for m in said), p.stdout
+    assert any(stale_work.name in m and "reflink" in m for m in said), p.stdout
+    assert not stale_snap.exists() and not stale_work.exists()
+    assert leftovers(btrfs, btrfs / "vol", btrfs=True) == []
+    assert leftovers(xfs, btrfs=False) == []
+
+
+# ---- 6. pre_snapshot / post_snapshot -----------------------------------------------------------
+
+
+def count_cmd(label: str, where: Path, log: Path) -> str:
+    """Shell: log ``label`` and how many of our snapshots ``where`` holds right now."""
+    return f"echo {label} $(ls -a {where} | grep -c '^.shadowvault-snap-') >> {log}"
+
+
+def test_pre_and_post_snapshot_run_in_order_around_the_snapshot(
+    btrfs: Path, repo: Path, tmp_path: Path
+) -> None:
+    src = fresh_dir(btrfs / "vol", "prepost")
+    (src / "a.txt").write_text("a\n")
+    log = tmp_path / "log"
+    options = BackupOptions(
+        sources=[str(src)],
+        snapshot_mode=SnapshotMode.AUTO,
+        pre_snapshot=count_cmd("pre", btrfs / "vol", log),
+        post_snapshot=count_cmd("post", btrfs / "vol", log),
+    )
+    sink = ListSink()
+    api_backup(repo, options, sink)
+    # pre saw no snapshot yet, post saw exactly ours: they bracket its creation.
+    assert log.read_text().splitlines() == ["pre 0", "post 1"]
+    assert [e for e in sink.events if isinstance(e, Warning_)] == []
+    assert leftovers(btrfs, btrfs / "vol", src, btrfs=True) == []
+    assert len(repo_snapshots(repo)) == 1
+
+
+def test_post_snapshot_runs_when_the_snapshot_cannot_be_made(btrfs: Path, repo: Path, tmp_path: Path) -> None:
+    require_binary("chattr")
+    src = fresh_dir(btrfs / "vol", "create-fails")
+    (src / "a.txt").write_text("a\n")
+    log = tmp_path / "log"
+    # pre makes the subvolume and the mount root immutable: the btrfs snapshot and the
+    # reflink probe/work dir both fail for real; post undoes it.
+    roots = f"{btrfs / 'vol'} {btrfs}"
+    options = BackupOptions(
+        sources=[str(src)],
+        snapshot_mode=SnapshotMode.AUTO,
+        pre_snapshot=f"chattr +i {roots} && echo pre >> {log}",
+        post_snapshot=f"chattr -i {roots}; echo post >> {log}",
+    )
+    sink = ListSink()
+    try:
+        api_backup(repo, options, sink)
+    finally:
+        subprocess.run(["chattr", "-i", str(btrfs / "vol"), str(btrfs)], check=False)
+    assert log.read_text().split() == ["pre", "post"]
+    said = [e.message for e in sink.events if isinstance(e, Warning_)]
+    why = live_reasons(said)
+    assert len(why) == 1 and "btrfs snapshot of" in why[0] and "failed" in why[0], said
+    assert leftovers(btrfs, btrfs / "vol", src, btrfs=True) == []
+    assert len(repo_snapshots(repo)) == 1  # auto: read live, the backup completes
