@@ -214,3 +214,5 @@ def test_detailed_log_keeps_ok_files_for_report_all(ran: Ran) -> None:
 def test_report_of_unknown_session_is_a_usage_error(ran: Ran) -> None:
     p = ran.sv("report", "999", check=False)
     assert p.returncode == 2 and "no session 999" in p.stderr
+    p = ran.sv("report", "not-an-id", check=False)
+    assert p.returncode == 2 and "neither a session number nor a snapshot id" in p.stderr

@@ -16,6 +16,11 @@ from typing import Any
 import pytest
 
 from conftest import require_binary
+from shadowvault.config import parse_config
+from shadowvault.engine.sets import backup_options, worst_exit_code
+from shadowvault.errors import ConfigError
+from shadowvault.openfiles import RetryPolicy, Strategy
+from shadowvault.snapshots import SnapshotMode
 from treeutil import env, sv
 
 CACHEDIR_SIGNATURE = b"Signature: 8a477f597d28d172789f06886806bc55"
@@ -292,3 +297,34 @@ def test_kill_9_leaves_the_session_interrupted(tmp_path: Path, writers: Writers)
     assert [(r["status"], r["exit_code"], r["snapshot_id"]) for r in after] == [("interrupted", None, None)]
     text = sv("activity", env_extra=x).stdout
     assert "interrupted" in text
+
+
+# ----- the mapping itself (pure) ----------------------------------------------------------------
+
+
+def test_backup_options_map_config_strings_to_engine_values() -> None:
+    cfg = parse_config(
+        "[defaults]\nretry_times = 4\nretry_interval = 7\nretry_on_change = true\n"
+        '[sets.db]\nsources = ["/srv/db"]\nopen_files = "prevent-write"\nsnapshot = "auto"\n'
+        'tags = ["nightly"]\nstop_on_errors = 3\nexclude = ["**/*.tmp"]\n'
+        '[sets.lite]\ntype = "sqlite"\nsources = ["/srv/app.db"]\n'
+    )
+    opts = backup_options(cfg.effective("db").values, excluded_paths=["/repo"], host="h")
+    assert opts.strategy is Strategy.PREVENT_WRITE
+    assert opts.snapshot_mode is SnapshotMode.AUTO
+    assert opts.retry == RetryPolicy(times=4, interval=7, on_change=True)
+    assert (opts.tags, opts.set_name, opts.stop_on_errors) == (["db", "nightly"], "db", 3)
+    assert (opts.sources, opts.excludes, opts.excluded_paths, opts.host) == (
+        ["/srv/db"],
+        ["**/*.tmp"],
+        ["/repo"],
+        "h",
+    )
+    plain = backup_options(cfg.defaults_set().with_overrides(sources=["/x"]).values)
+    assert (plain.set_name, plain.tags, plain.strategy) == (None, [], Strategy.TRY_DENY_WRITE)
+    with pytest.raises(ConfigError, match="only 'files' sets"):
+        backup_options(cfg.effective("lite").values)
+    assert worst_exit_code([0, 4, 3, 0]) == 3
+    assert worst_exit_code([3, 1, 4]) == 1
+    assert worst_exit_code([0, 4]) == 4
+    assert worst_exit_code([]) == 0

@@ -2,7 +2,8 @@
 
 One database (the CLI keeps it under ``platformdirs.user_state_dir``) with three tables:
 
-* ``sessions`` — one row per session: set name, host, start/end, status, byte and file counts,
+* ``sessions`` — one row per session: set name, host, start/end, status (``running``,
+  ``completed``, ``partial`` when stop_on_errors cut the set short, ``failed``), byte and file counts,
   snapshot id, exit code, and the identity of the process that ran it (pid, boot id, process
   start time);
 * ``files`` — one row per ``suspect`` or ``failed`` file (every file when the set asks for a

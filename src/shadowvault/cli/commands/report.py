@@ -92,6 +92,8 @@ def run(app: App, args: argparse.Namespace) -> int:
     target: str = args.target
     if target.isdigit():
         report = _from_session(app, int(target), args.all)
+    elif target != "latest" and not all(c in "0123456789abcdefABCDEF" for c in target):
+        raise UsageError(f"{target!r} is neither a session number nor a snapshot id (hex digits or 'latest')")
     else:
         report = _from_snapshot(app, target, args.all)
     if app.json:
@@ -105,11 +107,11 @@ def run(app: App, args: argparse.Namespace) -> int:
             why = f["message"] or f["reason"] or ""
             app.print(f"{f['class']:<8} {f['path']:<{width}} {f['attempts']:>8}  {_writers(f):<24} {why}")
     counts = report["summary"] or {}
-    where = f"session {report['session']['id']}" if report["session"] else "snapshot"
+    session = f"session {report['session']['id']}, " if report["session"] else ""
     snap = (report["snapshot_id"] or "none")[:8]
     partial = ", partial (stopped early)" if report["partial"] else ""
     app.print(
-        f"{where}, snapshot {snap}, set {report['set'] or '-'}: {counts.get('ok', 0)} ok, "
+        f"{session}snapshot {snap}, set {report['set'] or '-'}: {counts.get('ok', 0)} ok, "
         f"{counts.get('suspect', 0)} suspect, {counts.get('failed', 0)} failed{partial}"
     )
     return 0
