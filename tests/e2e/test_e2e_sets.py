@@ -17,8 +17,8 @@ import pytest
 
 from conftest import require_binary
 from shadowvault.config import parse_config
-from shadowvault.engine.sets import backup_options, worst_exit_code
-from shadowvault.errors import ConfigError
+from shadowvault.engine.sets import backup_options, choose_sets, worst_exit_code
+from shadowvault.errors import ConfigError, UsageError
 from shadowvault.openfiles import RetryPolicy, Strategy
 from shadowvault.snapshots import SnapshotMode
 from treeutil import env, sv
@@ -324,6 +324,20 @@ def test_backup_options_map_config_strings_to_engine_values() -> None:
     assert (plain.set_name, plain.tags, plain.strategy) == (None, [], Strategy.TRY_DENY_WRITE)
     with pytest.raises(ConfigError, match="only 'files' sets"):
         backup_options(cfg.effective("lite").values)
+    assert [e.values.name for e in choose_sets(cfg, [], all_sets=True, paths=[])] == ["db", "lite"]
+    assert [e.values.name for e in choose_sets(cfg, ["lite", "db", "lite"], all_sets=False, paths=[])] == [
+        "lite",
+        "db",
+    ]
+    assert choose_sets(None, [], all_sets=False, paths=["/x"])[0].origin["retry_times"] == "built-in"
+    assert choose_sets(cfg, [], all_sets=False, paths=["/x"])[0].origin["retry_times"] == "defaults"
+    for names, all_sets, paths in ((["db"], True, []), ([], True, ["/x"]), (["db", "lite"], False, ["/x"])):
+        with pytest.raises(UsageError):
+            choose_sets(cfg, names, all_sets=all_sets, paths=paths)
+    with pytest.raises(UsageError, match="configuration file"):
+        choose_sets(None, ["db"], all_sets=False, paths=[])
+    with pytest.raises(ConfigError, match="did you mean 'db'"):
+        choose_sets(cfg, ["dbb"], all_sets=False, paths=[])
     assert worst_exit_code([0, 4, 3, 0]) == 3
     assert worst_exit_code([3, 1, 4]) == 1
     assert worst_exit_code([0, 4]) == 4

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shadowvault.config import BackupSet
-from shadowvault.errors import ConfigError, ShadowvaultError
+from shadowvault.config import BackupSet, Config, EffectiveSet
+from shadowvault.errors import ConfigError, ShadowvaultError, UsageError
 from shadowvault.fs import default_excludes
 from shadowvault.openfiles import RetryPolicy, Strategy
 from shadowvault.repo import Repository
@@ -39,6 +39,7 @@ __all__ = [
     "SetRun",
     "backup_options",
     "builtin_exclusions",
+    "choose_sets",
     "retry_policy",
     "run_set",
     "snapshot_mode",
@@ -77,6 +78,33 @@ def retry_policy(bset: BackupSet) -> RetryPolicy:
         )
     except ValueError as e:
         raise ConfigError(str(e)) from None
+
+
+def choose_sets(
+    config: Config | None, names: list[str], *, all_sets: bool, paths: list[str]
+) -> list[EffectiveSet]:
+    """Which sets a backup run means: the named ones, every one, or an ad-hoc run of ``paths``.
+
+    An ad-hoc run takes ``[defaults]`` when a configuration exists, else the built-ins; ``paths``
+    given with one set replace its sources (the caller applies that override). ``UsageError``
+    for combinations that make no sense, ``ConfigError`` for an unknown set name.
+    """
+    if names or all_sets:
+        if config is None or config.path is None:
+            raise UsageError(
+                "--set and --all-sets need a configuration file (--config or $SHADOWVAULT_CONFIG)"
+            )
+        if all_sets and (names or paths):
+            raise UsageError("--all-sets runs every set: give neither --set nor PATHS with it")
+        if paths and len(names) > 1:
+            raise UsageError("PATHS replace the sources of one set: give a single --set with them")
+        chosen = config.set_names() if all_sets else list(dict.fromkeys(names))
+        if not chosen:
+            raise UsageError(f"{config.path} defines no backup sets ([sets.NAME] tables)")
+        return [config.effective(n) for n in chosen]
+    if not paths:
+        raise UsageError("backup needs at least one PATH, --set NAME or --all-sets")
+    return [(config or Config(path=None)).defaults_set()]
 
 
 def backup_options(

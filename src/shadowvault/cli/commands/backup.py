@@ -7,7 +7,7 @@ from typing import Any
 
 from shadowvault.config import Config, EffectiveSet
 from shadowvault.engine.backup import BackupOptions
-from shadowvault.engine.sets import backup_options, run_set, worst_exit_code
+from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
 from shadowvault.errors import ShadowvaultError, UsageError
 from shadowvault.openfiles import Strategy
 from shadowvault.repo import DEFAULT_PACK_SIZE, Repository
@@ -90,23 +90,7 @@ def _overrides(args: argparse.Namespace, eff: EffectiveSet) -> EffectiveSet:
 
 def selected_sets(args: argparse.Namespace, config: Config | None) -> list[EffectiveSet]:
     """The sets this run backs up, with command-line overrides applied (no I/O besides config)."""
-    if args.sets or args.all_sets:
-        if config is None or config.path is None:
-            raise UsageError(
-                "--set and --all-sets need a configuration file (--config or $SHADOWVAULT_CONFIG)"
-            )
-        if args.all_sets and (args.sets or args.paths):
-            raise UsageError("--all-sets runs every set: give neither --set nor PATHS with it")
-        if args.paths and len(args.sets) > 1:
-            raise UsageError("PATHS replace the sources of one set: give a single --set with them")
-        names = config.set_names() if args.all_sets else list(dict.fromkeys(args.sets))
-        if not names:
-            raise UsageError(f"{config.path} defines no backup sets ([sets.NAME] tables)")
-        chosen = [config.effective(n) for n in names]
-    else:
-        if not args.paths:
-            raise UsageError("backup needs at least one PATH, --set NAME or --all-sets")
-        chosen = [(config or Config(path=None)).defaults_set()]
+    chosen = choose_sets(config, args.sets, all_sets=args.all_sets, paths=args.paths)
     result = [_overrides(args, eff) for eff in chosen]
     for eff in result:
         if not eff.values.sources:
