@@ -355,6 +355,7 @@ class BackupSession:
                 self.opt.one_file_system,
                 devices_of(self.sources),
                 runtime_excluded_paths(*self.opt.excluded_paths),
+                detect_swap=self.opt.use_default_excludes,
             )
             self._selector = sel
         return sel
