@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""shadowvault vs restic on one deterministic dataset: first backup, no-change backup, full restore.
+
+Usage: ``python3 bench/run.py [--size-gib 1] [--workdir DIR] [--json]``. See bench/README.md for what
+is measured and how to read the table. Every step is checked (file counts from the tools' JSON
+summaries, the restored trees against the source), and a failed check fails the run (exit 1), so a
+fast but wrong result can never be reported as a win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dataset import ensure_dataset, spec_for_size
+from measure import CacheMode, Measurement, can_drop_caches, prepare_caches, run_measured, warm_tree
+from tools import Tool, restic_tool, shadowvault_tool, tool_env
+from verify import SourceHashes, restored_root, verify_restore
+
+HERE = Path(__file__).resolve().parent
+STEPS = ("first backup", "no-change backup", "full restore")
+OVERHEAD_TARGET_PCT = 5.0
+
+
+@dataclass
+class Run:
+    """State of one benchmark run and everything it has found so far."""
+
+    workdir: Path
+    source: Path
+    n_files: int
+    cache: CacheMode
+    env: dict[str, str]
+    problems: list[str] = field(default_factory=list)
+    steps: dict[str, dict[str, Measurement]] = field(default_factory=dict)
+
+    def measure(self, tool: Tool, step: str, argv: list[str]) -> Measurement:
+        """Time one step of one tool after bringing the cache to the agreed state."""
+        prepare_caches(self.cache)
+        name = f"{tool.name}-{step.replace(' ', '-')}"
+        m = run_measured(argv, self.env, self.workdir / "logs", name)
+        if m.returncode != 0:
+            self.problems.append(f"{tool.name} {step}: exit {m.returncode}\n{m.stderr_tail()}")
+        return m
+
+
+def _fresh(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    return path
+
+
+def _init(run: Run, tool: Tool, repo: Path) -> None:
+    m = run_measured(tool.init(_fresh(repo)), run.env, run.workdir / "logs", f"{tool.name}-init-{repo.name}")
+    if m.returncode != 0:
+        raise SystemExit(f"{tool.name} init failed:\n{m.stderr_tail()}")
+
+
+def _du(path: Path) -> int:
+    return sum(os.lstat(os.path.join(d, f)).st_size for d, _dirs, files in os.walk(path) for f in files)
+
+
+def main_steps(run: Run, tools: list[Tool], hashes: SourceHashes) -> dict[str, object]:
+    """The three side-by-side steps; the tool that goes first alternates from step to step."""
+    repos = {t.name: run.workdir / f"repo-{t.name}" for t in tools}
+    for t in tools:
+        _init(run, t, repos[t.name])
+    extra: dict[str, object] = {}
+    for i, step in enumerate(STEPS):
+        order = tools if i % 2 == 0 else list(reversed(tools))
+        run.steps[step] = {}
+        for t in order:
+            repo = repos[t.name]
+            if step == "full restore":
+                target = _fresh(run.workdir / f"restore-{t.name}")
+                m = run.measure(t, step, t.restore(repo, target))
+                verdict = verify_restore(restored_root(target, run.source), hashes)
+                extra[f"verify_{t.name}"] = verdict.to_json()
+                run.problems.extend(f"{t.name} restore: {p}" for p in verdict.problems[:20])
+                shutil.rmtree(target)
+            else:
+                m = run.measure(t, step, t.backup(repo, run.source))
+                run.problems.extend(t.check_backup(m.stdout(), run.n_files, first=i == 0))
+                if i == 0:
+                    extra[f"repo_bytes_{t.name}"] = _du(repo)
+            run.steps[step][t.name] = m
+    # The independent verifier: restic must accept what shadowvault wrote.
+    restic = next(t for t in tools if t.name == "restic")
+    chk = run_measured(
+        [*restic.base, "--repo", str(repos["shadowvault"]), "check"], run.env, run.workdir / "logs", "check"
+    )
+    extra["restic_check_of_shadowvault_repo"] = "ok" if chk.returncode == 0 else chk.stderr_tail()
+    if chk.returncode != 0:
+        run.problems.append(f"restic check of shadowvault's repository failed:\n{chk.stderr_tail()}")
+    for repo in repos.values():
+        shutil.rmtree(repo)
+    return extra
+
+
+def overhead(run: Run, sv: Tool, pairs: int) -> dict[str, object]:
+    """First backups into fresh repos with the default strategy and with allow-write, alternating."""
+    times: dict[str, list[float]] = {"try-deny-write": [], "allow-write": []}
+    rss: dict[str, int] = {"try-deny-write": 0, "allow-write": 0}
+    for i in range(pairs):
+        order = ["try-deny-write", "allow-write"] if i % 2 == 0 else ["allow-write", "try-deny-write"]
+        for mode in order:
+            repo = run.workdir / f"repo-overhead-{mode}"
+            _init(run, sv, repo)
+            extra = () if mode == "try-deny-write" else ("--open-files", "allow-write")
+            m = run.measure(sv, f"overhead {mode} {i}", sv.backup(repo, run.source, extra))
+            run.problems.extend(sv.check_backup(m.stdout(), run.n_files, first=True))
+            times[mode].append(m.wall_s)
+            rss[mode] = max(rss[mode], m.peak_rss_kib)
+            shutil.rmtree(repo)
+    default = statistics.median(times["try-deny-write"])
+    allow = statistics.median(times["allow-write"])
+    return {
+        "default_s": default,
+        "allow_write_s": allow,
+        "overhead_pct": (default / allow - 1.0) * 100.0,
+        "runs": times,
+        "peak_rss_kib": rss,
+        "target_pct": OVERHEAD_TARGET_PCT,
+    }
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.0f}"
+
+
+def report_json(run: Run, meta: dict[str, object], extra: dict[str, object]) -> dict[str, object]:
+    """The whole result as one JSON-able document."""
+    steps = []
+    for step, by_tool in run.steps.items():
+        row: dict[str, object] = {"step": step}
+        for name, m in by_tool.items():
+            row[name] = {
+                "wall_s": round(m.wall_s, 3),
+                "cpu_s": round(m.cpu_s, 3),
+                "user_s": round(m.user_s, 3),
+                "sys_s": round(m.sys_s, 3),
+                "peak_rss_kib": m.peak_rss_kib,
+                "load_before": m.load_before,
+                "load_after": m.load_after,
+                "exit": m.returncode,
+            }
+        row["ratio"] = round(by_tool["shadowvault"].wall_s / by_tool["restic"].wall_s, 3)
+        steps.append(row)
+    return {**meta, "steps": steps, **extra, "problems": run.problems, "ok": not run.problems}
+
+
+def report_table(doc: dict[str, object]) -> str:
+    """Human-readable table of :func:`report_json`'s document."""
+    lines = [
+        f"{doc['shadowvault_version']} vs {doc['restic_version']}",
+        f"dataset: {doc['files']} files, {int(str(doc['bytes'])) / 2**30:.2f} GiB at {doc['source']}; "
+        f"cache: {doc['cache']}; {doc['cpus']} CPUs; load(1m) at start {doc['load_start']:.2f}",
+        "",
+        f"{'step':<18}{'sv s':>9}{'restic s':>10}{'ratio':>7}{'sv CPU s':>10}{'restic CPU s':>13}"
+        f"{'sv RSS MiB':>12}{'restic RSS MiB':>16}",
+    ]
+    steps = doc["steps"]
+    assert isinstance(steps, list)
+    for row in steps:
+        sv, rs = row["shadowvault"], row["restic"]
+        lines.append(
+            f"{row['step']:<18}{sv['wall_s']:>9.2f}{rs['wall_s']:>10.2f}{row['ratio']:>7.2f}"
+            f"{sv['cpu_s']:>10.2f}{rs['cpu_s']:>13.2f}"
+            f"{_mib(sv['peak_rss_kib']):>12}{_mib(rs['peak_rss_kib']):>16}"
+        )
+    ov = doc.get("open_files_overhead")
+    if isinstance(ov, dict):
+        lines.append("")
+        lines.append(
+            f"open-file checks: default (try-deny-write) {ov['default_s']:.2f} s vs allow-write "
+            f"{ov['allow_write_s']:.2f} s: {ov['overhead_pct']:+.1f}% (target <= {ov['target_pct']:.0f}%; "
+            f"median of {len(ov['runs']['allow-write'])} run(s) each)"
+        )
+    lines.append("")
+    sv_mib = int(str(doc["repo_bytes_shadowvault"])) / 2**20
+    restic_mib = int(str(doc["repo_bytes_restic"])) / 2**20
+    lines.append(
+        f"repository size after first backup: shadowvault {sv_mib:.0f} MiB, restic {restic_mib:.0f} MiB; "
+        f"restic check of shadowvault's repository: {doc['restic_check_of_shadowvault_repo']}"
+    )
+    problems = doc["problems"]
+    assert isinstance(problems, list)
+    lines.append("verification: OK" if not problems else "PROBLEMS:\n  " + "\n  ".join(problems))
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command line of the benchmark."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--size-gib", type=float, default=1.0, help="dataset size in GiB (default 1)")
+    p.add_argument("--workdir", type=Path, default=HERE / "work", help="repositories, restores, logs")
+    p.add_argument("--data-dir", type=Path, default=HERE / "data", help="where datasets are generated")
+    p.add_argument("--seed", type=int, default=20261125, help="dataset seed")
+    p.add_argument(
+        "--cache",
+        choices=["auto", "drop", "warm"],
+        default="auto",
+        help="drop: empty the page cache before every step (root); warm: read the dataset once and "
+        "keep caches; auto: drop when allowed, else warm",
+    )
+    p.add_argument("--overhead-pairs", type=int, default=1, help="default/allow-write backup pairs (0: skip)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit status 1 when any correctness check failed."""
+    args = parse_args(argv)
+    spec = spec_for_size(args.size_gib, args.seed)
+    source = (args.data_dir / f"dataset-{spec.digest()}").resolve()
+    workdir = _fresh(args.workdir.resolve())
+    workdir.mkdir(parents=True)
+
+    def say(msg: str) -> None:
+        print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
+
+    say(f"dataset {source} (spec {spec.digest()}, ~{spec.approx_bytes / 2**30:.2f} GiB)")
+    manifest, made = ensure_dataset(source, spec)
+    say(("generated" if made else "reused") + f" {len(manifest.files)} files, {manifest.total_bytes} bytes")
+    auto: CacheMode = "drop" if can_drop_caches() else "warm"
+    cache: CacheMode = auto if args.cache == "auto" else args.cache
+    if cache == "drop" and not can_drop_caches():
+        raise SystemExit("--cache drop needs root and a writable /proc/sys/vm/drop_caches")
+    env = tool_env(workdir)
+    tools = [shadowvault_tool(env), restic_tool()]
+    if cache == "warm":
+        warm_tree(source)
+    # The manifest file is part of the tree both tools back up.
+    run = Run(workdir=workdir, source=source, n_files=len(manifest.files) + 1, cache=cache, env=env)
+    meta: dict[str, object] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "shadowvault_version": tools[0].version,
+        "restic_version": tools[1].version,
+        "source": str(source),
+        "files": len(manifest.files),
+        "bytes": manifest.total_bytes,
+        "spec": spec.digest(),
+        "cache": cache,
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "kernel": platform.release(),
+        "load_start": os.getloadavg()[0],
+    }
+    hashes = SourceHashes(source, manifest)
+    say("side-by-side steps")
+    extra = main_steps(run, tools, hashes)
+    if args.overhead_pairs > 0:
+        say("open-file overhead (default vs allow-write)")
+        extra["open_files_overhead"] = overhead(run, tools[0], args.overhead_pairs)
+    meta["load_end"] = os.getloadavg()[0]
+    doc = report_json(run, meta, extra)
+    print(json.dumps(doc, indent=2) if args.json else report_table(doc))
+    if not args.keep:
+        shutil.rmtree(workdir)
+    return 0 if not run.problems else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
