@@ -44,7 +44,24 @@ from treeutil import PASSWORD, env, restic, sv
 
 pytestmark = [pytest.mark.root, pytest.mark.loopdev]
 
-BUSY_SIZE = 6 * 1024 * 1024
+BUSY_SIZE = 4 * 1024 * 1024
+
+
+@pytest.fixture(scope="module", autouse=True)
+def own_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Per-module state/config dirs, so the activity log we read is ours alone."""
+    base = tmp_path_factory.mktemp("xdg")
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
+            mp.setenv(name, str(base / name.lower()))
+        yield base
+
+
+def last_session_warnings() -> list[str]:
+    """Warnings the activity log (the session log) kept for the latest session."""
+    sessions = json.loads(sv("activity", "--json", "--limit", "1").stdout)  # newest first
+    assert sessions, "no session in the activity log"
+    return [str(w) for w in sessions[0]["warnings"]]
 
 
 @pytest.fixture(scope="module")
@@ -112,14 +129,16 @@ def api_backup(repo: Path, options: BackupOptions, sink: EventSink) -> None:
 # ---- 1. SQLite on btrfs ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("journal", ["DELETE", "WAL"])
 def test_sqlite_under_a_writer_on_btrfs_restores_intact_five_times(
-    btrfs: Path, repo: Path, tmp_path: Path
+    journal: str, btrfs: Path, repo: Path, tmp_path: Path
 ) -> None:
-    src = fresh_dir(btrfs / "vol", "sqlite")
+    src = fresh_dir(btrfs / "vol", f"sqlite-{journal}")
     db = src / "app.db"
     ids: list[str] = []
-    with writer(SQLITE_WRITER, str(db), "DELETE"):
-        for _ in range(5):
+    runs = 5 if journal == "DELETE" else 3  # WAL: fewer runs keep the module fast
+    with writer(SQLITE_WRITER, str(db), journal):
+        for _ in range(runs):
             p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
             assert p.returncode == 0, p.stdout + p.stderr
             s = summary(p.stdout)
@@ -139,7 +158,7 @@ def test_sqlite_under_a_writer_on_btrfs_restores_intact_five_times(
         seq, rows = check_database(restored(target, db))
         assert rows > 0
         seqs.append(seq)
-    assert seqs == sorted(seqs) and len(set(seqs)) == 5, f"the writer did not move between backups: {seqs}"
+    assert seqs == sorted(seqs) and len(set(seqs)) == runs, f"the writer did not move between backups: {seqs}"
     restic("check", repo=repo)
 
 
@@ -182,7 +201,7 @@ def test_file_rewritten_during_backups_on_xfs_is_captured_as_one_state(
     busy = src / "busy.bin"
     ids: list[str] = []
     with writer(OVERWRITER, str(busy), str(BUSY_SIZE)):
-        for _ in range(5):
+        for _ in range(3):
             p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
             assert p.returncode == 0, p.stdout + p.stderr
             s = summary(p.stdout)
@@ -242,6 +261,8 @@ def test_auto_on_tmpfs_reads_live_and_says_why(ram: Path, repo: Path, tmp_path: 
         line.startswith("warning: snapshot:") and "read live" in line for line in p.stderr.splitlines()
     )
     assert len(repo_snapshots(repo)) == 2
+    # ... and the session log keeps it.
+    assert live_reasons(last_session_warnings()) == why
     target = tmp_path / "restore"
     sv("restore", "latest", "--target", str(target), repo=repo)
     assert restored(target, src / "a.txt").read_text() == "data\n"
@@ -380,6 +401,7 @@ def test_stale_snapshots_of_a_dead_session_are_removed_and_reported(
     assert any(stale_snap.name in m and "btrfs" in m for m in said), p.stdout
     assert any(stale_work.name in m and "reflink" in m for m in said), p.stdout
     assert not stale_snap.exists() and not stale_work.exists()
+    assert [m for m in last_session_warnings() if "stale" in m] == said
     assert leftovers(btrfs, btrfs / "vol", btrfs=True) == []
     assert leftovers(xfs, btrfs=False) == []
 
@@ -438,3 +460,32 @@ def test_post_snapshot_runs_when_the_snapshot_cannot_be_made(btrfs: Path, repo: 
     assert len(why) == 1 and "btrfs snapshot of" in why[0] and "failed" in why[0], said
     assert leftovers(btrfs, btrfs / "vol", src, btrfs=True) == []
     assert len(repo_snapshots(repo)) == 1  # auto: read live, the backup completes
+
+
+def test_a_sets_pre_and_post_snapshot_from_the_config_file(btrfs: Path, repo: Path, tmp_path: Path) -> None:
+    src = fresh_dir(btrfs / "vol", "set-prepost")
+    (src / "a.txt").write_text("a\n")
+    log = tmp_path / "log"
+    cfg = tmp_path / "sv.toml"
+    # json.dumps spells a valid TOML basic string for these ASCII commands.
+    cfg.write_text(
+        f'[sets.db]\nsources = [{json.dumps(str(src))}]\nsnapshot = "required"\n'
+        f"pre_snapshot = {json.dumps(count_cmd('pre', btrfs / 'vol', log))}\n"
+        f"post_snapshot = {json.dumps(count_cmd('post', btrfs / 'vol', log))}\n"
+    )
+    p = sv("backup", "--set", "db", "--json", "--config", str(cfg), repo=repo, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    s = summary(p.stdout)
+    assert s["files_ok"] == 1 and s["files_read"] == 1, p.stdout
+    assert log.read_text().splitlines() == ["pre 0", "post 1"]
+    assert leftovers(btrfs, btrfs / "vol", src, btrfs=True) == []
+    # A failing pre_snapshot under required: the set fails with one line, post still runs.
+    log.unlink()
+    cfg.write_text(cfg.read_text().replace("pre_snapshot = ", 'pre_snapshot = "exit 3"\n# was: '))
+    p = sv("backup", "--set", "db", "--config", str(cfg), repo=repo, check=False)
+    assert p.returncode == 1, p.stdout + p.stderr
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "pre_snapshot command failed" in errors[0], p.stderr
+    assert log.read_text().splitlines() == ["post 0"]
+    assert len(repo_snapshots(repo)) == 1
+    assert leftovers(btrfs, btrfs / "vol", src, btrfs=True) == []
