@@ -25,7 +25,6 @@ from snapfixtures import (
     dead_pid,
     leftovers,
     loop_fs,
-    our_subvolumes,
     restored,
     sh,
     summary,
@@ -147,6 +146,9 @@ def test_sqlite_under_a_writer_on_btrfs_restores_intact_five_times(
             assert live_reasons(warnings(p.stdout)) == [], p.stdout
             assert leftovers(btrfs, btrfs / "vol", btrfs=True) == []
             ids.append(str(s["snapshot_id"]))
+    listed = [json.loads(line) for line in sv("ls", ids[-1], "--json", repo=repo).stdout.splitlines()]
+    paths = {str(entry.get("path")) for entry in listed}
+    assert str(db) in paths and not any(".shadowvault" in p for p in paths), sorted(paths)
     seqs: list[int] = []
     for n, sid in enumerate(ids):
         target = tmp_path / f"restore-{n}"
@@ -336,10 +338,9 @@ def test_a_failing_pre_snapshot_under_required_fails_and_leaves_nothing(
     assert repo_snapshots(repo) == []
 
 
-@pytest.fixture(scope="module")
-def big_source(btrfs: Path) -> Path:
-    """~96 MiB of incompressible files on btrfs: a backup of it runs for a few seconds."""
-    src = fresh_dir(btrfs / "vol", "big")
+def make_big_source(src: Path) -> Path:
+    """~96 MiB of incompressible files: a backup of them runs for a few seconds."""
+    src.mkdir()
     block = os.urandom(1024 * 1024)
     for i in range(8):
         with open(src / f"big-{i}.bin", "wb") as f:
@@ -348,22 +349,39 @@ def big_source(btrfs: Path) -> Path:
     return src
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.fixture(scope="module")
+def big_btrfs(btrfs: Path) -> Path:
+    """A big source on the btrfs subvolume."""
+    return make_big_source(btrfs / "vol" / "big")
+
+
+@pytest.fixture(scope="module")
+def big_xfs(xfs: Path) -> Path:
+    """A big source on XFS (read through reflink clones)."""
+    return make_big_source(xfs / "big")
+
+
+@pytest.mark.parametrize(
+    ("fs", "sig"), [("btrfs", signal.SIGINT), ("btrfs", signal.SIGTERM), ("xfs", signal.SIGINT)]
+)
 def test_a_signal_mid_backup_leaves_nothing(
-    sig: signal.Signals, btrfs: Path, big_source: Path, repo: Path
+    fs: str, sig: signal.Signals, request: pytest.FixtureRequest, repo: Path
 ) -> None:
+    mnt: Path = request.getfixturevalue(fs)
+    source: Path = request.getfixturevalue(f"big_{fs}")
+    parent = mnt / "vol" if fs == "btrfs" else mnt
     proc = subprocess.Popen(
         [sys.executable, "-m", "shadowvault", "backup", "--json", "--snapshot", "auto", "--pack-size", "4",
-         str(big_source)],
+         str(source)],
         env=env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         reading = False
         while proc.poll() is None and time.monotonic() < deadline:
-            # Reading has begun once a data pack is written while our snapshot exists.
+            # Reading has begun once a data pack is written while our snapshot/work dir exists.
             packs = [p for p in (repo / "data").rglob("*") if p.is_file()]
-            if packs and our_subvolumes(btrfs):
+            if packs and leftovers(mnt, parent, btrfs=fs == "btrfs"):
                 reading = True
                 break
             time.sleep(0.02)
@@ -376,7 +394,7 @@ def test_a_signal_mid_backup_leaves_nothing(
             proc.communicate()
     assert proc.returncode == 128 + sig, (proc.returncode, out, err)
     assert "Traceback" not in err, err
-    assert leftovers(btrfs, btrfs / "vol", big_source, btrfs=True) == []
+    assert leftovers(mnt, parent, source, btrfs=fs == "btrfs") == []
     assert repo_snapshots(repo) == []
 
 
