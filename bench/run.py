@@ -40,7 +40,7 @@ class Run:
     cache: CacheMode
     env: dict[str, str]
     problems: list[str] = field(default_factory=list)
-    steps: dict[str, dict[str, Measurement]] = field(default_factory=dict)
+    steps: dict[str, dict[str, list[Measurement]]] = field(default_factory=dict)
 
     def measure(self, tool: Tool, step: str, argv: list[str]) -> Measurement:
         """Time one step of one tool after bringing the cache to the agreed state."""
@@ -68,47 +68,68 @@ def _du(path: Path) -> int:
     return sum(os.lstat(os.path.join(d, f)).st_size for d, _dirs, files in os.walk(path) for f in files)
 
 
-def main_steps(run: Run, tools: list[Tool], hashes: SourceHashes) -> dict[str, object]:
-    """The three side-by-side steps; the tool that goes first alternates from step to step."""
-    repos = {t.name: run.workdir / f"repo-{t.name}" for t in tools}
-    for t in tools:
-        _init(run, t, repos[t.name])
+def main_steps(run: Run, tools: list[Tool], hashes: SourceHashes, repeats: int) -> dict[str, object]:
+    """The three side-by-side steps, ``repeats`` times from fresh repositories.
+
+    The tool that goes first alternates from step to step and from round to round, so neither
+    always runs right after the other's writes.
+    """
     extra: dict[str, object] = {}
-    for i, step in enumerate(STEPS):
-        order = tools if i % 2 == 0 else list(reversed(tools))
-        run.steps[step] = {}
-        for t in order:
-            repo = repos[t.name]
-            if step == "full restore":
-                target = _fresh(run.workdir / f"restore-{t.name}")
-                m = run.measure(t, step, t.restore(repo, target))
-                verdict = verify_restore(restored_root(target, run.source), hashes)
-                extra[f"verify_{t.name}"] = verdict.to_json()
-                run.problems.extend(f"{t.name} restore: {p}" for p in verdict.problems[:20])
-                shutil.rmtree(target)
-            else:
-                m = run.measure(t, step, t.backup(repo, run.source))
-                run.problems.extend(t.check_backup(m.stdout(), run.n_files, first=i == 0))
-                if i == 0:
-                    extra[f"repo_bytes_{t.name}"] = _du(repo)
-            run.steps[step][t.name] = m
-    # The independent verifier: restic must accept what shadowvault wrote.
-    restic = next(t for t in tools if t.name == "restic")
-    chk = run_measured(
-        [*restic.base, "--repo", str(repos["shadowvault"]), "check"], run.env, run.workdir / "logs", "check"
-    )
-    extra["restic_check_of_shadowvault_repo"] = "ok" if chk.returncode == 0 else chk.stderr_tail()
-    if chk.returncode != 0:
-        run.problems.append(f"restic check of shadowvault's repository failed:\n{chk.stderr_tail()}")
-    for repo in repos.values():
-        shutil.rmtree(repo)
+    repos = {t.name: run.workdir / f"repo-{t.name}" for t in tools}
+    for r in range(repeats):
+        for t in tools:
+            _init(run, t, repos[t.name])
+        for i, step in enumerate(STEPS):
+            order = tools if (i + r) % 2 == 0 else list(reversed(tools))
+            for t in order:
+                m = _one_step(run, t, step, repos[t.name], hashes, extra, first_round=r == 0)
+                run.steps.setdefault(step, {}).setdefault(t.name, []).append(m)
+        if r == 0:
+            # The independent verifier: restic must accept what shadowvault wrote.
+            restic = next(t for t in tools if t.name == "restic")
+            argv = [*restic.base, "--repo", str(repos["shadowvault"]), "check"]
+            chk = run_measured(argv, run.env, run.workdir / "logs", "check")
+            extra["restic_check_of_shadowvault_repo"] = "ok" if chk.returncode == 0 else chk.stderr_tail()
+            if chk.returncode != 0:
+                run.problems.append(f"restic check of shadowvault's repository failed:\n{chk.stderr_tail()}")
+        for repo in repos.values():
+            shutil.rmtree(repo)
     return extra
 
 
+def _one_step(
+    run: Run,
+    t: Tool,
+    step: str,
+    repo: Path,
+    hashes: SourceHashes,
+    extra: dict[str, object],
+    first_round: bool,
+) -> Measurement:
+    if step == "full restore":
+        target = _fresh(run.workdir / f"restore-{t.name}")
+        m = run.measure(t, step, t.restore(repo, target))
+        verdict = verify_restore(restored_root(target, run.source), hashes)
+        if first_round:
+            extra[f"verify_{t.name}"] = verdict.to_json()
+        run.problems.extend(f"{t.name} restore: {p}" for p in verdict.problems[:20])
+        shutil.rmtree(target)
+        return m
+    first = step == "first backup"
+    m = run.measure(t, step, t.backup(repo, run.source))
+    run.problems.extend(t.check_backup(m.stdout(), run.n_files, first=first))
+    if first and first_round:
+        extra[f"repo_bytes_{t.name}"] = _du(repo)
+    return m
+
+
 def overhead(run: Run, sv: Tool, pairs: int) -> dict[str, object]:
-    """First backups into fresh repos with the default strategy and with allow-write, alternating."""
-    times: dict[str, list[float]] = {"try-deny-write": [], "allow-write": []}
-    rss: dict[str, int] = {"try-deny-write": 0, "allow-write": 0}
+    """First backups into fresh repos with the default strategy and with allow-write, alternating.
+
+    Reported on wall time and on CPU time (user + system): on a shared machine the CPU figure is
+    the steadier of the two, since waiting for a core does not count.
+    """
+    runs: dict[str, list[Measurement]] = {"try-deny-write": [], "allow-write": []}
     for i in range(pairs):
         order = ["try-deny-write", "allow-write"] if i % 2 == 0 else ["allow-write", "try-deny-write"]
         for mode in order:
@@ -117,19 +138,27 @@ def overhead(run: Run, sv: Tool, pairs: int) -> dict[str, object]:
             extra = () if mode == "try-deny-write" else ("--open-files", "allow-write")
             m = run.measure(sv, f"overhead {mode} {i}", sv.backup(repo, run.source, extra))
             run.problems.extend(sv.check_backup(m.stdout(), run.n_files, first=True))
-            times[mode].append(m.wall_s)
-            rss[mode] = max(rss[mode], m.peak_rss_kib)
+            runs[mode].append(m)
             shutil.rmtree(repo)
-    default = statistics.median(times["try-deny-write"])
-    allow = statistics.median(times["allow-write"])
+    wall = {k: statistics.median(m.wall_s for m in v) for k, v in runs.items()}
+    cpu = {k: statistics.median(m.cpu_s for m in v) for k, v in runs.items()}
     return {
-        "default_s": default,
-        "allow_write_s": allow,
-        "overhead_pct": (default / allow - 1.0) * 100.0,
-        "runs": times,
-        "peak_rss_kib": rss,
+        "default_s": wall["try-deny-write"],
+        "allow_write_s": wall["allow-write"],
+        "overhead_pct": (wall["try-deny-write"] / wall["allow-write"] - 1.0) * 100.0,
+        "default_cpu_s": cpu["try-deny-write"],
+        "allow_write_cpu_s": cpu["allow-write"],
+        "cpu_overhead_pct": (cpu["try-deny-write"] / cpu["allow-write"] - 1.0) * 100.0,
+        "runs": {k: [round(m.wall_s, 3) for m in v] for k, v in runs.items()},
+        "cpu_runs": {k: [round(m.cpu_s, 3) for m in v] for k, v in runs.items()},
+        "peak_rss_kib": {k: max(m.peak_rss_kib for m in v) for k, v in runs.items()},
         "target_pct": OVERHEAD_TARGET_PCT,
     }
+
+
+def _median(ms: list[Measurement]) -> Measurement:
+    """The run with the median wall time (the lower middle one for an even count)."""
+    return sorted(ms, key=lambda m: m.wall_s)[(len(ms) - 1) // 2]
 
 
 def _mib(kib: int) -> str:
@@ -141,7 +170,9 @@ def report_json(run: Run, meta: dict[str, object], extra: dict[str, object]) -> 
     steps = []
     for step, by_tool in run.steps.items():
         row: dict[str, object] = {"step": step}
-        for name, m in by_tool.items():
+        medians: dict[str, Measurement] = {}
+        for name, ms in by_tool.items():
+            m = medians[name] = _median(ms)
             row[name] = {
                 "wall_s": round(m.wall_s, 3),
                 "cpu_s": round(m.cpu_s, 3),
@@ -151,8 +182,9 @@ def report_json(run: Run, meta: dict[str, object], extra: dict[str, object]) -> 
                 "load_before": m.load_before,
                 "load_after": m.load_after,
                 "exit": m.returncode,
+                "all_wall_s": [round(x.wall_s, 3) for x in ms],
             }
-        row["ratio"] = round(by_tool["shadowvault"].wall_s / by_tool["restic"].wall_s, 3)
+        row["ratio"] = round(medians["shadowvault"].wall_s / medians["restic"].wall_s, 3)
         steps.append(row)
     return {**meta, "steps": steps, **extra, "problems": run.problems, "ok": not run.problems}
 
@@ -181,8 +213,9 @@ def report_table(doc: dict[str, object]) -> str:
         lines.append("")
         lines.append(
             f"open-file checks: default (try-deny-write) {ov['default_s']:.2f} s vs allow-write "
-            f"{ov['allow_write_s']:.2f} s: {ov['overhead_pct']:+.1f}% (target <= {ov['target_pct']:.0f}%; "
-            f"median of {len(ov['runs']['allow-write'])} run(s) each)"
+            f"{ov['allow_write_s']:.2f} s: {ov['overhead_pct']:+.1f}% (target <= {ov['target_pct']:.0f}%); "
+            f"CPU {ov['default_cpu_s']:.2f} s vs {ov['allow_write_cpu_s']:.2f} s: "
+            f"{ov['cpu_overhead_pct']:+.1f}%; median of {len(ov['runs']['allow-write'])} run(s) each"
         )
     lines.append("")
     sv_mib = int(str(doc["repo_bytes_shadowvault"])) / 2**20
@@ -211,7 +244,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="drop: empty the page cache before every step (root); warm: read the dataset once and "
         "keep caches; auto: drop when allowed, else warm",
     )
-    p.add_argument("--overhead-pairs", type=int, default=1, help="default/allow-write backup pairs (0: skip)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of the three steps; medians are reported")
+    p.add_argument("--overhead-pairs", type=int, default=3, help="default/allow-write backup pairs (0: skip)")
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
     return p.parse_args(argv)
@@ -255,10 +289,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.machine(),
         "kernel": platform.release(),
         "load_start": os.getloadavg()[0],
+        "repeat": max(1, args.repeat),
     }
     hashes = SourceHashes(source, manifest)
     say("side-by-side steps")
-    extra = main_steps(run, tools, hashes)
+    extra = main_steps(run, tools, hashes, max(1, args.repeat))
     if args.overhead_pairs > 0:
         say("open-file overhead (default vs allow-write)")
         extra["open_files_overhead"] = overhead(run, tools[0], args.overhead_pairs)
