@@ -563,7 +563,8 @@ def test_nested_subvolume_is_backed_up_under_auto(btrfs: Path, repo: Path) -> No
 @pytest.mark.xfail(
     strict=True,
     reason="engine bug: a file system mounted below a snapshotted source is an empty directory in"
-    " the snapshot; auto warns but leaves its files out instead of reading them live",
+    " the snapshot; auto leaves its files out instead of reading them live (silently for tmpfs,"
+    " which nested_mounts counts as a pseudo file system)",
 )
 def test_file_system_mounted_below_a_btrfs_source_is_backed_up_under_auto(btrfs: Path, repo: Path) -> None:
     src = btrfs / "vol" / "mounted-below"
@@ -624,3 +625,37 @@ def test_another_running_sessions_work_dir_is_not_backed_up(xfs: Path, repo: Pat
         sleeper.kill()
         sleeper.wait()
         subprocess.run(["rm", "-rf", str(other)], check=False)
+
+
+def test_ctrl_c_during_pre_snapshot_still_runs_post_and_leaves_nothing(
+    btrfs: Path, repo: Path, tmp_path: Path
+) -> None:
+    src = fresh_dir(btrfs / "vol", "pre-interrupted")
+    (src / "a.txt").write_text("a\n")
+    log = tmp_path / "log"
+    cfg = tmp_path / "sv.toml"
+    pre = f"echo pre >> {log}; exec sleep 30"  # exec: the interrupted command leaves no orphan
+    cfg.write_text(
+        f'[sets.slow]\nsources = [{json.dumps(str(src))}]\nsnapshot = "auto"\n'
+        f"pre_snapshot = {json.dumps(pre)}\npost_snapshot = {json.dumps(f'echo post >> {log}')}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shadowvault", "backup", "--set", "slow", "--config", str(cfg)],
+        env=env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (log.exists() and log.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None and log.read_text().split() == ["pre"]
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, (proc.returncode, out, err)
+    assert "Traceback" not in err, err
+    assert log.read_text().split() == ["pre", "post"]
+    assert leftovers(btrfs, btrfs / "vol", src, btrfs=True) == []
+    assert repo_snapshots(repo) == []
