@@ -16,6 +16,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,6 +157,21 @@ def overhead(run: Run, sv: Tool, pairs: int) -> dict[str, object]:
     }
 
 
+def _git_head() -> str:
+    """Commit of the checkout the benchmark lives in (``+dirty`` with uncommitted changes under src/)."""
+    git = ["git", "-C", str(HERE.parent)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "src"], capture_output=True, text=True)
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def _median(ms: list[Measurement]) -> Measurement:
     """The run with the median wall time (the lower middle one for an even count)."""
     return sorted(ms, key=lambda m: m.wall_s)[(len(ms) - 1) // 2]
@@ -192,7 +208,7 @@ def report_json(run: Run, meta: dict[str, object], extra: dict[str, object]) -> 
 def report_table(doc: dict[str, object]) -> str:
     """Human-readable table of :func:`report_json`'s document."""
     lines = [
-        f"{doc['shadowvault_version']} vs {doc['restic_version']}",
+        f"{doc['shadowvault_version']} (commit {doc.get('shadowvault_commit')}) vs {doc['restic_version']}",
         f"dataset: {doc['files']} files, {int(str(doc['bytes'])) / 2**30:.2f} GiB at {doc['source']}; "
         f"cache: {doc['cache']}; {doc['cpus']} CPUs; load(1m) at start {doc['load_start']:.2f}",
         "",
@@ -279,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "shadowvault_version": tools[0].version,
+        "shadowvault_commit": _git_head(),
         "restic_version": tools[1].version,
         "source": str(source),
         "files": len(manifest.files),
