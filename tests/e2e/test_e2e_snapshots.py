@@ -528,12 +528,6 @@ def small_tree(src: Path) -> None:
     (src / "sub" / "deep.txt").write_text("deep\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: --one-file-system compares the devices of the snapshot's entries with the"
-    " live sources' devices; a btrfs snapshot has its own device number, so every file is 'on"
-    " another file system' and no directory is entered (silently, exit 0)",
-)
 def test_one_file_system_with_a_btrfs_snapshot_keeps_the_whole_source(btrfs: Path, repo: Path) -> None:
     src = btrfs / "vol" / "onefs"
     small_tree(src)
@@ -542,11 +536,6 @@ def test_one_file_system_with_a_btrfs_snapshot_keeps_the_whole_source(btrfs: Pat
     assert backed_up(repo, src, "-x", "--snapshot", "auto") == live
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a btrfs snapshot shows a nested subvolume as an empty directory (inode 2);"
-    " under auto its files are silently missing from the backup",
-)
 def test_nested_subvolume_is_backed_up_under_auto(btrfs: Path, repo: Path) -> None:
     src = btrfs / "vol" / "nested"
     small_tree(src)
@@ -560,12 +549,6 @@ def test_nested_subvolume_is_backed_up_under_auto(btrfs: Path, repo: Path) -> No
         sh("btrfs", "subvolume", "delete", str(src / "inner"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a file system mounted below a snapshotted source is an empty directory in"
-    " the snapshot; auto leaves its files out instead of reading them live (silently for tmpfs,"
-    " which nested_mounts counts as a pseudo file system)",
-)
 def test_file_system_mounted_below_a_btrfs_source_is_backed_up_under_auto(btrfs: Path, repo: Path) -> None:
     src = btrfs / "vol" / "mounted-below"
     small_tree(src)
@@ -580,11 +563,6 @@ def test_file_system_mounted_below_a_btrfs_source_is_backed_up_under_auto(btrfs:
         sh("umount", str(src / "mnt"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: a source given as a symlink is stored as the symlink without a snapshot"
-    " (like restic) but as the directory it points to with one (the view walks realpath(source))",
-)
 def test_symlink_source_is_stored_the_same_with_a_snapshot(btrfs: Path, repo: Path) -> None:
     target = btrfs / "vol" / "link-target"
     small_tree(target)
@@ -603,11 +581,6 @@ def test_symlink_source_is_stored_the_same_with_a_snapshot(btrfs: Path, repo: Pa
     assert stored("--snapshot", "auto") == stored("--snapshot", "off")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: only this session's own work dir is skipped; another running session's"
-    " .shadowvault-reflink-* dir (full clones of user files) is backed up as data",
-)
 def test_another_running_sessions_work_dir_is_not_backed_up(xfs: Path, repo: Path) -> None:
     src = xfs / "concurrent"
     small_tree(src)

@@ -55,7 +55,7 @@ from shadowvault.openfiles import (
     decide,
 )
 from shadowvault.repo import BlobType, Node, Repository, Snapshot
-from shadowvault.snapshots import SnapshotMode, SnapshotSession, SnapshotView
+from shadowvault.snapshots import DEFAULT_PREFIX, SnapshotMode, SnapshotSession, SnapshotView
 
 from .events import (
     EventSink,
@@ -75,6 +75,8 @@ MAX_CHUNK = 8 * 1024 * 1024
 _IN_FLIGHT = 16  # blobs queued for the workers: bounds memory to ~16 chunks
 _PROGRESS_EVERY = 0.25
 _CHECKPOINT_PACKS = 8
+# Names the snapshot providers give their snapshot and clone work directories.
+_INTERNAL_PREFIX = f".{DEFAULT_PREFIX}-".encode()
 _CHECKPOINT_SECONDS = 120.0
 
 
@@ -277,10 +279,14 @@ class BackupSession:
             sub = trie[name]
             parent_node = (d.parent_nodes or {}).get(name)
             if "" in sub:
-                view = snaps.view(Path(path))
+                # A source given as a symlink is stored as the symlink, as restic does, with or
+                # without a snapshot (the view would walk the directory it points to).
+                view = None if os.path.islink(path) else snaps.view(Path(path))
                 read_path = os.fsencode(path)
                 if view is not None:
                     read_path = os.fsencode(str(view.walk_root))
+                    # --one-file-system compares against the snapshot's own device number.
+                    self.selector.root_devices.add(os.lstat(read_path).st_dev)
                 self._backup_entry(d, name.encode(), os.fsencode(path), read_path, parent_node, view, True)
                 continue
             meta = read_meta(os.fsencode(path))
@@ -330,6 +336,8 @@ class BackupSession:
         if not is_source and (not self.selector.selected(orig, meta) or self._internal(orig)):
             return
         if meta.kind == "dir":
+            if view is not None and not is_source and not self.opt.one_file_system and _mounted_below(orig):
+                meta, read_path, view = self._live_below_snapshot(orig, name, meta), orig, None
             child = PendingDir(meta=meta, parent=d, slot=d.reserve(), parent_nodes=self._subtree(parent_node))
             if is_source or self.selector.descend(orig, meta):
                 self._walk_dir(child, orig, read_path, view)
@@ -341,8 +349,27 @@ class BackupSession:
         else:
             d.add(node_from_meta(meta))
 
+    def _live_below_snapshot(self, orig: bytes, name: bytes, snap_meta: FileMeta) -> FileMeta:
+        """A file system or nested subvolume below a snapshotted source is an empty directory in
+        the snapshot: read it live under ``auto``; ``required`` promised snapshots only."""
+        where = os.fsdecode(orig)
+        if self.opt.snapshot_mode is SnapshotMode.REQUIRED:
+            raise FatalError(
+                f"{where} is a separate file system or subvolume below a snapshotted source and is not in "
+                "the snapshot: add it as a source of its own, exclude it, or use snapshot=auto"
+            )
+        self._warn(
+            f"{where} is a separate file system or subvolume not covered by the snapshot; reading it live"
+        )
+        try:
+            return _renamed(read_meta(orig), name)
+        except OSError:
+            return snap_meta
+
     def _internal(self, orig: bytes) -> bool:
-        """Snapshot and clone work directories this session made must not be backed up."""
+        """Snapshot and clone work directories (this session's or another's) are never backed up."""
+        if os.path.basename(orig).startswith(_INTERNAL_PREFIX):
+            return True
         return any(orig == os.fsencode(str(p)) for p in self._snaps.internal_paths)
 
     @property
@@ -596,6 +623,14 @@ class _Prefixed:
             self._head = self._head[n:]
             return n
         return int(self._rest.readinto(b))
+
+
+def _mounted_below(orig: bytes) -> bool:
+    """True when live directory ``orig`` is on another device than its parent (mount or subvolume)."""
+    try:
+        return os.lstat(orig).st_dev != os.lstat(os.path.dirname(orig)).st_dev
+    except OSError:
+        return False
 
 
 def _renamed(meta: FileMeta, name: bytes) -> FileMeta:
