@@ -29,8 +29,10 @@ from measure import prepare_caches, run_measured
 from tools import shadowvault_tool, tool_env
 
 HERE = Path(__file__).resolve().parent
-# Frames that are on every stack and say nothing about cost.
-_GENERIC = re.compile(r"^(Thread\.|_worker |_WorkItem\.run|_run_module_as_main|_run_code|<module> |main )")
+# Frames that are on every stack and say nothing about cost (import machinery: its cost shows in "self").
+_GENERIC = re.compile(
+    r"^(Thread\.|_worker |_WorkItem\.run|_run_module_as_main|_run_code|<module> |main |.*\(<frozen importlib)"
+)
 
 
 def summarise(raw: Path, top: int) -> str:

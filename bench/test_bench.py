@@ -156,3 +156,21 @@ def test_tiny_end_to_end_run(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     ov = doc["open_files_overhead"]
     assert ov["overhead_pct"] == pytest.approx((ov["default_s"] / ov["allow_write_s"] - 1) * 100)
     assert not (tmp_path / "work").exists()  # cleaned up without --keep
+
+
+def test_hotspot_summary_counts_self_and_inclusive_per_thread_group(tmp_path: Path) -> None:
+    from hotspots import summarise
+
+    raw = tmp_path / "x.raw"
+    raw.write_text(
+        "thread (1): MainThread;main (a.py:1);walk (b.py:2);read (c.py:3) 6\n"
+        "thread (2): blob_0;Thread.run (threading.py:9);save (d.py:4);compress (e.py:5) 3\n"
+        "thread (3): blob_1;Thread.run (threading.py:9);save (d.py:4);compress (e.py:6) 1\n"
+    )
+    text = summarise(raw, 10)
+    assert "MainThread 6, blob 4" in text
+    self_part, incl_part = text.split("inclusive:")
+    assert " 60.0%  MainThread read (c.py)" in self_part
+    assert " 40.0%  blob       compress (e.py)" in self_part  # line numbers merged, workers merged
+    assert " 40.0%  blob       save (d.py)" in incl_part
+    assert "Thread.run" not in incl_part and "main (a.py)" not in incl_part
