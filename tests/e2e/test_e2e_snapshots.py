@@ -362,15 +362,10 @@ def big_xfs(xfs: Path) -> Path:
     return make_big_source(xfs / "big")
 
 
-@pytest.mark.parametrize(
-    ("fs", "sig"), [("btrfs", signal.SIGINT), ("btrfs", signal.SIGTERM), ("xfs", signal.SIGINT)]
-)
-def test_a_signal_mid_backup_leaves_nothing(
-    fs: str, sig: signal.Signals, request: pytest.FixtureRequest, repo: Path
-) -> None:
-    mnt: Path = request.getfixturevalue(fs)
-    source: Path = request.getfixturevalue(f"big_{fs}")
-    parent = mnt / "vol" if fs == "btrfs" else mnt
+def signal_mid_backup(
+    mnt: Path, parent: Path, source: Path, repo: Path, sig: signal.Signals
+) -> tuple[int, str]:
+    """Start ``backup --snapshot auto source``, send ``sig`` once it reads; (exit status, stderr)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "shadowvault", "backup", "--json", "--snapshot", "auto", "--pack-size", "4",
          str(source)],
@@ -382,21 +377,55 @@ def test_a_signal_mid_backup_leaves_nothing(
         while proc.poll() is None and time.monotonic() < deadline:
             # Reading has begun once a data pack is written while our snapshot/work dir exists.
             packs = [p for p in (repo / "data").rglob("*") if p.is_file()]
-            if packs and leftovers(mnt, parent, btrfs=fs == "btrfs"):
+            if packs and leftovers(mnt, parent, btrfs=mnt.name == "mnt-btrfs"):
                 reading = True
                 break
             time.sleep(0.02)
         assert reading and proc.poll() is None, "the backup ended before it could be interrupted"
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 128 + sig, (proc.returncode, out, err)
+    return proc.returncode, err
+
+
+@pytest.mark.parametrize(
+    ("fs", "sig"), [("btrfs", signal.SIGINT), ("btrfs", signal.SIGTERM), ("xfs", signal.SIGINT)]
+)
+def test_a_signal_mid_backup_leaves_nothing(
+    fs: str, sig: signal.Signals, request: pytest.FixtureRequest, repo: Path
+) -> None:
+    mnt: Path = request.getfixturevalue(fs)
+    source: Path = request.getfixturevalue(f"big_{fs}")
+    parent = mnt / "vol" if fs == "btrfs" else mnt
+    code, err = signal_mid_backup(mnt, parent, source, repo, sig)
+    assert code == 128 + sig, (code, err)
     assert "Traceback" not in err, err
     assert leftovers(mnt, parent, source, btrfs=fs == "btrfs") == []
     assert repo_snapshots(repo) == []
+
+
+@pytest.mark.parametrize("fs", ["btrfs", "xfs"])
+def test_what_a_killed_session_left_is_removed_by_the_next_one(
+    fs: str, request: pytest.FixtureRequest, ram: Path, repo: Path
+) -> None:
+    mnt: Path = request.getfixturevalue(fs)
+    source: Path = request.getfixturevalue(f"big_{fs}")
+    parent = mnt / "vol" if fs == "btrfs" else mnt
+    code, _ = signal_mid_backup(mnt, parent, source, repo, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    left = leftovers(mnt, parent, btrfs=fs == "btrfs")
+    assert left, "kill -9 left nothing to clean up?"
+    src = fresh_dir(ram, f"after-kill-{fs}")
+    (src / "a.txt").write_text("a\n")
+    p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    provider = "btrfs" if fs == "btrfs" else "reflink"
+    said = [m for m in warnings(p.stdout) if "removed stale" in m and provider in m]
+    assert said, (left, leftovers(mnt, parent, btrfs=fs == "btrfs"), p.stdout)
+    assert leftovers(mnt, parent, source, btrfs=fs == "btrfs") == []
 
 
 # ---- 5. stale snapshots of a crashed session ---------------------------------------------------
