@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
@@ -47,10 +48,37 @@ class Key:
     encrypt: bytes
     mac_k: bytes
     mac_r: bytes
+    # Per-key state reused by every seal/open: building AES key schedules and
+    # clamping r once per key instead of once per blob roughly halves the cost
+    # of small blobs. Excluded from equality and repr (derived, not identity).
+    _aes: algorithms.AES = field(init=False, repr=False, compare=False)
+    _masked_r: bytes = field(init=False, repr=False, compare=False)
+    _ecb: threading.local = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.encrypt) != 32 or len(self.mac_k) != 16 or len(self.mac_r) != 16:
             raise ValueError("key parts must be 32, 16 and 16 bytes long")
+        # frozen=True forbids plain assignment; these are caches, not fields.
+        object.__setattr__(self, "_aes", algorithms.AES(self.encrypt))
+        object.__setattr__(self, "_masked_r", mask_r(self.mac_r))
+        object.__setattr__(self, "_ecb", threading.local())
+
+    def mac_nonce_key(self, nonce: bytes) -> bytes:
+        """The one-time Poly1305 key for ``nonce``: masked r || AES-128_k(nonce)."""
+        # A cipher context is not safe to share between threads, so each thread
+        # keeps its own ECB encryptor; ECB carries no state from block to block,
+        # so one encryptor serves every nonce without finalize().
+        enc: CipherContext | None = getattr(self._ecb, "enc", None)
+        if enc is None:
+            enc = Cipher(algorithms.AES(self.mac_k), modes.ECB()).encryptor()
+            self._ecb.enc = enc
+        return self._masked_r + enc.update(nonce)
+
+    def ctr(self, iv: bytes, data: bytes | bytearray | memoryview) -> bytes:
+        """AES-256-CTR of ``data`` with ``iv`` as the initial counter block (encrypts and decrypts)."""
+        # CTR is a stream mode: finalize() returns nothing, so update() alone is
+        # the whole output and no concatenation copy is needed.
+        return Cipher(self._aes, modes.CTR(iv)).encryptor().update(data)
 
     @classmethod
     def random(cls) -> Key:
@@ -106,11 +134,6 @@ def poly1305_aes(msg: bytes | memoryview, nonce: bytes, k: bytes, r: bytes) -> b
     return Poly1305.generate_tag(mask_r(r) + s, msg)
 
 
-def _ctr(key: bytes, iv: bytes, data: bytes | bytearray | memoryview) -> bytes:
-    ctx = Cipher(algorithms.AES(key), modes.CTR(iv)).encryptor()
-    return ctx.update(data) + ctx.finalize()
-
-
 def seal(key: Key, plaintext: bytes | bytearray | memoryview, iv: bytes | None = None) -> bytes:
     """Encrypt and authenticate: returns ``IV || CIPHERTEXT || MAC``.
 
@@ -120,8 +143,9 @@ def seal(key: Key, plaintext: bytes | bytearray | memoryview, iv: bytes | None =
         iv = os.urandom(IV_SIZE)
     if len(iv) != IV_SIZE or not any(iv):
         raise ValueError("IV must be 16 bytes and not all zero")
-    ct = _ctr(key.encrypt, iv, plaintext)
-    return iv + ct + poly1305_aes(ct, iv, key.mac_k, key.mac_r)
+    ct = key.ctr(iv, plaintext)
+    # One join copies the ciphertext once; iv + ct + mac would copy it twice.
+    return b"".join((iv, ct, Poly1305.generate_tag(key.mac_nonce_key(iv), ct)))
 
 
 def open_(key: Key, data: bytes | bytearray | memoryview) -> bytes:
@@ -134,13 +158,11 @@ def open_(key: Key, data: bytes | bytearray | memoryview) -> bytes:
     mac = bytes(view[-MAC_SIZE:])
     if not any(iv):
         raise CiphertextError("encrypted object has an all-zero IV")
-    enc = Cipher(algorithms.AES(key.mac_k), modes.ECB()).encryptor()
-    s = enc.update(iv) + enc.finalize()
     try:
-        Poly1305.verify_tag(mask_r(key.mac_r) + s, ct, mac)
+        Poly1305.verify_tag(key.mac_nonce_key(iv), ct, mac)
     except InvalidSignature:
         raise CiphertextError("ciphertext verification failed (wrong key or corrupted data)") from None
-    return _ctr(key.encrypt, iv, ct)
+    return key.ctr(iv, ct)
 
 
 def plaintext_length(ciphertext_length: int) -> int:
