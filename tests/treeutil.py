@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 PASSWORD = "correct horse battery staple"
+SRC = Path(__file__).resolve().parent.parent / "src"
 
 
 def env(repo: Path | None = None, **extra: str) -> dict[str, str]:
     """Environment for shadowvault and restic child processes."""
     e = dict(os.environ)
+    # Child processes run this checkout's code, whatever copy of shadowvault is installed.
+    e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), e.get("PYTHONPATH", "")]))
     e.pop("SHADOWVAULT_CONFIG", None)
     e["SHADOWVAULT_PASSWORD"] = PASSWORD
     e["RESTIC_PASSWORD"] = PASSWORD

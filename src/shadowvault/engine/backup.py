@@ -174,7 +174,8 @@ class BackupSession:
                 raise FatalError(f"source {src} does not exist: check the path")
         for lock_id in self.repo.remove_stale_locks():
             self._warn(f"removed stale lock {lock_id[:8]} left by a process that no longer runs")
-        parent_id, parent_root = self._parent_tree()
+        parent_id, parent_tree = self._parent_tree()
+        parent_root = self._children(parent_tree)
         workers = self.opt.workers or max(2, os.cpu_count() or 2)
         with ExitStack() as stack:
             self.pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="blob"))
@@ -190,7 +191,9 @@ class BackupSession:
             self._snaps = snaps
             self.of = OpenFiles(on_warning=self._warn)
             stack.callback(self.of.close)
-            root = PendingDir(meta=None, parent=None, slot=0, parent_nodes=parent_root)
+            root = PendingDir(
+                meta=None, parent=None, slot=0, parent_nodes=parent_root, parent_tree=parent_tree
+            )
             self._backup_sources(root, snaps)
             self._drain_retries()
             self._wait_inflight(0)
@@ -236,7 +239,8 @@ class BackupSession:
 
     # ----- parent snapshot ----------------------------------------------------------------------
 
-    def _parent_tree(self) -> tuple[str | None, dict[str, Node] | None]:
+    def _parent_tree(self) -> tuple[str | None, bytes | None]:
+        """The parent snapshot (latest of this host and paths, or --parent) and its root tree."""
         if self.opt.force:
             return None, None
         host = self.opt.host or socket.gethostname()
@@ -251,7 +255,7 @@ class BackupSession:
             if not candidates:
                 return None, None
             sid, snap = max(candidates, key=lambda c: c[1].time)
-        return sid, self._children(snap.tree)
+        return sid, snap.tree
 
     def _children(self, tree_id: bytes | None) -> dict[str, Node] | None:
         if tree_id is None:
@@ -290,15 +294,21 @@ class BackupSession:
                 self._backup_entry(d, name.encode(), os.fsencode(path), read_path, parent_node, view, True)
                 continue
             meta = read_meta(os.fsencode(path))
-            child = PendingDir(meta=meta, parent=d, slot=d.reserve(), parent_nodes=self._subtree(parent_node))
+            child = self._child_dir(d, meta, parent_node)
             self._lay_out(child, sub, path, snaps)
             child.listed = True
             self.builder.try_seal(child)
 
-    def _subtree(self, node: Node | None) -> dict[str, Node] | None:
-        if node is None or node.type != "dir":
-            return None
-        return self._children(node.subtree)
+    def _child_dir(self, d: PendingDir, meta: FileMeta, parent_node: Node | None) -> PendingDir:
+        """A pending directory under ``d``, knowing its counterpart in the parent snapshot."""
+        old_tree = parent_node.subtree if parent_node is not None and parent_node.type == "dir" else None
+        return PendingDir(
+            meta=meta,
+            parent=d,
+            slot=d.reserve(),
+            parent_nodes=self._children(old_tree),
+            parent_tree=old_tree,
+        )
 
     def _walk_dir(self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None) -> None:
         try:
@@ -338,7 +348,7 @@ class BackupSession:
         if meta.kind == "dir":
             if view is not None and not is_source and not self.opt.one_file_system and _mounted_below(orig):
                 meta, read_path, view = self._live_below_snapshot(orig, name, meta), orig, None
-            child = PendingDir(meta=meta, parent=d, slot=d.reserve(), parent_nodes=self._subtree(parent_node))
+            child = self._child_dir(d, meta, parent_node)
             if is_source or self.selector.descend(orig, meta):
                 self._walk_dir(child, orig, read_path, view)
             else:  # a mount point under --one-file-system: recorded, not entered (as restic does)

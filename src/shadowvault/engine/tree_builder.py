@@ -51,6 +51,7 @@ class PendingDir:
     parent: PendingDir | None
     slot: int
     parent_nodes: dict[str, Node] | None
+    parent_tree: bytes | None = None  # the parent snapshot's tree for this directory
     slots: list[Slot] = field(default_factory=list)
     pending: int = 0
     listed: bool = False
@@ -84,7 +85,7 @@ class TreeBuilder:
         while d.listed and d.pending == 0:
             nodes = [s.node() if isinstance(s, PendingFile) else s for s in d.slots if s is not None]
             nodes.sort(key=lambda n: os.fsencode(n.name))
-            tree_id = self._save_tree(Tree(nodes=nodes))
+            tree_id = _unchanged_tree(d, nodes) or self._save_tree(Tree(nodes=nodes))
             parent = d.parent
             if parent is None:
                 self.root_id = tree_id
@@ -93,3 +94,17 @@ class TreeBuilder:
             parent.slots[d.slot] = node_from_meta(d.meta, subtree=tree_id)
             parent.pending -= 1
             d = parent
+
+
+def _unchanged_tree(d: PendingDir, nodes: list[Node]) -> bytes | None:
+    """The parent snapshot's tree id when every node is identical to the parent's.
+
+    Most directories of an incremental backup are unchanged; skipping their JSON encoding and
+    hashing is most of the cost of a no-change run.
+    """
+    old = d.parent_nodes
+    if d.parent_tree is None or old is None or len(old) != len(nodes):
+        return None
+    if all(old.get(n.name) == n for n in nodes):
+        return d.parent_tree
+    return None
