@@ -32,20 +32,27 @@ class OpenPack:
     """Blobs of one type accumulated for the next pack file."""
 
     type: BlobType
-    buf: bytearray = field(default_factory=bytearray)
+    # The encrypted blobs are kept as separate parts and joined once at seal:
+    # growing one bytearray with += re-copies it whenever it outgrows its buffer.
+    parts: list[bytes] = field(default_factory=list)
     blobs: list[PackedBlob] = field(default_factory=list)
+    size: int = 0
 
     def add(self, blob_id: bytes, stored: bytes, uncompressed_length: int | None) -> PackedBlob:
         """Append one encrypted blob; returns its header entry."""
-        entry = PackedBlob(self.type, blob_id, len(self.buf), len(stored), uncompressed_length)
-        self.buf += stored
+        entry = PackedBlob(self.type, blob_id, self.size, len(stored), uncompressed_length)
+        self.parts.append(stored)
         self.blobs.append(entry)
+        self.size += len(stored)
         return entry
 
-    def seal(self, key: crypto.Key) -> tuple[bytes, bytearray]:
+    def seal(self, key: crypto.Key) -> tuple[bytes, bytes]:
         """Append the encrypted header + length; returns (pack id, pack bytes)."""
-        self.buf += pack.seal_trailer(key, self.blobs)
-        return hash_bytes(self.buf), self.buf
+        self.parts.append(pack.seal_trailer(key, self.blobs))
+        data = b"".join(self.parts)
+        # The joined copy is the only one needed from here on.
+        self.parts = [data]
+        return hash_bytes(data), data
 
 
 def encode_blob(
@@ -86,7 +93,7 @@ class BlobSaver:
         self._cond = threading.Condition(threading.Lock())
         self._open: dict[BlobType, OpenPack] = {}
         self._reserved: set[tuple[BlobType, bytes]] = set()
-        self._pending: dict[tuple[BlobType, bytes], tuple[OpenPack, PackedBlob]] = {}
+        self._pending: dict[tuple[BlobType, bytes], tuple[PackedBlob, bytes]] = {}
         self._inflight = 0
         self._error: BaseException | None = None
 
@@ -131,8 +138,8 @@ class BlobSaver:
             if open_pack is None:
                 open_pack = self._open[t] = OpenPack(t)
             entry = open_pack.add(blob_id, stored, ulen)
-            self._pending[k] = (open_pack, entry)
-            if len(open_pack.buf) >= self.pack_size:
+            self._pending[k] = (entry, stored)
+            if open_pack.size >= self.pack_size:
                 full = self._open.pop(t)
                 self._inflight += 1
             self._cond.notify_all()
@@ -149,8 +156,8 @@ class BlobSaver:
             found = self._pending.get(k)
             if found is None:
                 return None
-            open_pack, entry = found
-            return bytes(open_pack.buf[entry.offset : entry.offset + entry.length]), entry
+            entry, stored = found
+            return stored, entry
 
     def _upload(self, open_pack: OpenPack) -> None:
         try:
