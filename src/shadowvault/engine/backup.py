@@ -23,6 +23,7 @@ import os
 import socket
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -65,7 +66,8 @@ from .events import (
     SessionSummary,
     Warning_,
 )
-from .nodes import node_from_meta, node_outcome, unchanged
+from .nodes import node_from_meta, node_outcome, same_file, unchanged
+from .readahead import ReadAhead
 from .summary import Counts, exit_code
 from .tree_builder import PendingDir, PendingFile, TreeBuilder
 
@@ -179,6 +181,8 @@ class BackupSession:
         workers = self.opt.workers or max(2, os.cpu_count() or 2)
         with ExitStack() as stack:
             self.pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="blob"))
+            self.readahead = ReadAhead()
+            stack.callback(self.readahead.close)
             snaps = stack.enter_context(
                 SnapshotSession(
                     self.opt.snapshot_mode,
@@ -316,6 +320,10 @@ class BackupSession:
         except OSError as e:
             self._warn(f"cannot list directory {os.fsdecode(orig)}: {e.strerror}")
             names = []
+        if self.opt.force or d.parent_nodes is None:
+            self.readahead.directory(read_path, names, _never_unchanged)
+        else:
+            self.readahead.directory(read_path, names, _unchanged_by(d.parent_nodes))
         for name in names:
             if self._stopping:
                 break
@@ -633,6 +641,20 @@ class _Prefixed:
             self._head = self._head[n:]
             return n
         return int(self._rest.readinto(b))
+
+
+def _never_unchanged(name: bytes, st: os.stat_result) -> bool:
+    return False
+
+
+def _unchanged_by(parent_nodes: dict[str, Node]) -> Callable[[bytes, os.stat_result], bool]:
+    """Read-ahead skips what the parent snapshot lets us reuse (the same test as ``unchanged``)."""
+
+    def check(name: bytes, st: os.stat_result) -> bool:
+        node = parent_nodes.get(os.fsdecode(name))
+        return node is not None and same_file(node, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+    return check
 
 
 def _mounted_below(orig: bytes) -> bool:

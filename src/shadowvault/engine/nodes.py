@@ -108,13 +108,17 @@ def node_outcome(node: Node) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def unchanged(node: Node, meta: FileMeta) -> bool:
-    """restic's change detection: same type, size, mtime, ctime and inode means not read again."""
+def same_file(node: Node, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> bool:
+    """restic's change detection: a file node with the same size, mtime, ctime and inode."""
     return (
         node.type == "file"
-        and meta.kind == "file"
-        and node.size == meta.size
-        and node.mtime == meta.mtime_ns
-        and node.ctime == meta.ctime_ns
-        and node.inode == meta.inode
+        and node.size == size
+        and node.mtime == mtime_ns
+        and node.ctime == ctime_ns
+        and node.inode == inode
     )
+
+
+def unchanged(node: Node, meta: FileMeta) -> bool:
+    """The entry ``meta`` is a file the parent snapshot already holds: it is not read again."""
+    return meta.kind == "file" and same_file(node, meta.size, meta.mtime_ns, meta.ctime_ns, meta.inode)
