@@ -14,6 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,8 @@ _DIRS = {
 }
 _DIR_MODE = 0o700
 _FILE_MODE = 0o400
+_MAX_CACHED_FDS = 64
+"""Pack files kept open for reading; well below the usual 1024 descriptors per process."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -43,11 +47,100 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _Handle:
+    """One cached read-only descriptor and how many readers are using it right now."""
+
+    __slots__ = ("evicted", "fd", "users")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.users = 0
+        self.evicted = False
+
+
+class _FdCache:
+    """Read-only descriptors of pack files, shared by threads, least recently used closed first.
+
+    Packs are immutable (their name is the hash of their content), so a cached
+    descriptor never serves stale bytes. A descriptor evicted while a reader uses it is
+    closed by the last reader, never under its feet.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._open: OrderedDict[str, _Handle] = OrderedDict()
+
+    def acquire(self, path: str) -> _Handle:
+        """The descriptor of ``path`` (opened if needed), marked in use; pair with ``release``."""
+        with self._lock:
+            h = self._open.get(path)
+            if h is not None:
+                self._open.move_to_end(path)
+                h.users += 1
+                return h
+            h = _Handle(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+            h.users = 1
+            self._open[path] = h
+            while len(self._open) > self._limit:
+                _, old = self._open.popitem(last=False)
+                self._drop(old)
+            return h
+
+    def release(self, h: _Handle) -> None:
+        """Mark a descriptor no longer in use by the caller."""
+        with self._lock:
+            h.users -= 1
+            if h.evicted and h.users == 0:
+                os.close(h.fd)
+
+    def forget(self, path: str) -> None:
+        """Stop caching ``path`` (its file was removed)."""
+        with self._lock:
+            h = self._open.pop(path, None)
+            if h is not None:
+                self._drop(h)
+
+    def clear(self) -> None:
+        """Close every descriptor not in use; those in use close when released."""
+        with self._lock:
+            for h in self._open.values():
+                self._drop(h)
+            self._open.clear()
+
+    @staticmethod
+    def _drop(h: _Handle) -> None:
+        h.evicted = True
+        if h.users == 0:
+            os.close(h.fd)
+
+
+def _pread_exact(fd: int, length: int, offset: int) -> bytes:
+    """``length`` bytes at ``offset``, or fewer only at the end of the file."""
+    data = os.pread(fd, length, offset)
+    if len(data) == length or not data:
+        return data
+    # Short reads of regular files are rare (signals, huge requests): finish the rest.
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = os.pread(fd, length - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
 class LocalBackend:
     """A repository in a local directory."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
+        self._data_dir = os.path.join(str(self.root), "data")
+        # Restore reads thousands of blobs from the same few packs; reopening a
+        # pack (through pathlib) for each blob cost more than reading it.
+        self._fds = _FdCache(_MAX_CACHED_FDS)
 
     def location(self) -> str:
         """The repository directory."""
@@ -114,13 +207,33 @@ class LocalBackend:
             os.rename(tmp, final)
 
     def load(self, ft: FileType, name: str, offset: int = 0, length: int | None = None) -> bytes:
-        """Read the whole file or a range."""
+        """Read the whole file or a range (packs through cached descriptors and ``pread``)."""
+        if ft is FileType.PACK:
+            return self._load_pack(name, offset, length)
         path = self.path(ft, name)
         with open(path, "rb") as f:
             if offset:
                 f.seek(offset)
             data = f.read() if length is None else f.read(length)
         if length is not None and len(data) != length:
+            raise EOFError(f"{path}: wanted {length} bytes at {offset}, file is shorter")
+        return data
+
+    def _load_pack(self, name: str, offset: int, length: int | None) -> bytes:
+        if "/" in name or name.startswith(".") or not name:
+            raise ValueError(f"invalid repository file name {name!r}")
+        if offset < 0 or (length is not None and length < 0):
+            raise ValueError("negative offset or length")
+        # Same file as path(PACK, name), built without pathlib on this hot path.
+        path = os.path.join(self._data_dir, name[:2], name)
+        h = self._fds.acquire(path)
+        try:
+            if length is None:
+                return _pread_exact(h.fd, max(0, os.fstat(h.fd).st_size - offset), offset)
+            data = _pread_exact(h.fd, length, offset)
+        finally:
+            self._fds.release(h)
+        if len(data) != length:
             raise EOFError(f"{path}: wanted {length} bytes at {offset}, file is shorter")
         return data
 
@@ -158,6 +271,8 @@ class LocalBackend:
     def remove(self, ft: FileType, name: str) -> None:
         """Delete one file and fsync its directory."""
         path = self.path(ft, name)
+        if ft is FileType.PACK:
+            self._fds.forget(str(path))
         path.unlink()
         _fsync_dir(path.parent)
 
@@ -166,7 +281,8 @@ class LocalBackend:
         return isinstance(exc, (FileNotFoundError, FileExistsError, PermissionError, ValueError, EOFError))
 
     def close(self) -> None:
-        """Nothing is held open."""
+        """Close the cached pack descriptors (later loads reopen them)."""
+        self._fds.clear()
 
 
 _: Backend = LocalBackend(Path("/nonexistent"))
