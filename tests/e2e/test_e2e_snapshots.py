@@ -125,6 +125,28 @@ def api_backup(repo: Path, options: BackupOptions, sink: EventSink) -> None:
         r.close()
 
 
+def stored_entries(repo: Path, snapshot_id: str) -> dict[str, str]:
+    """Every path a snapshot holds and its node type (read in-process: no CLI start-up per call)."""
+    r = Repository.open(LocalBackend(repo), PASSWORD)
+    found: dict[str, str] = {}
+    try:
+        r.load_index()
+        _, snap = r.find_snapshot(snapshot_id)
+        pending: list[tuple[str, bytes | None]] = [("", snap.tree)]
+        while pending:
+            prefix, tree_id = pending.pop()
+            if tree_id is None:
+                continue
+            for node in r.load_tree(tree_id).nodes:
+                path = f"{prefix}/{node.name}"
+                found[path] = node.type
+                if node.type == "dir":
+                    pending.append((path, node.subtree))
+    finally:
+        r.close()
+    return found
+
+
 # ---- 1. SQLite on btrfs ------------------------------------------------------------------------
 
 
@@ -340,12 +362,12 @@ def test_a_failing_pre_snapshot_under_required_fails_and_leaves_nothing(
 
 
 def make_big_source(src: Path) -> Path:
-    """~96 MiB of incompressible files: a backup of them runs for a few seconds."""
+    """~64 MiB of incompressible files: a backup of them runs for a few seconds."""
     src.mkdir()
     block = os.urandom(1024 * 1024)
     for i in range(8):
         with open(src / f"big-{i}.bin", "wb") as f:
-            for j in range(12):
+            for j in range(8):
                 f.write(bytes([i, j]) + block[2:])  # unique per MiB: nothing deduplicates
     return src
 
@@ -407,7 +429,7 @@ def test_a_signal_mid_backup_leaves_nothing(
     assert repo_snapshots(repo) == []
 
 
-@pytest.mark.parametrize("fs", ["btrfs", "xfs"])
+@pytest.mark.parametrize("fs", ["btrfs"])  # reflink's stale work dirs: see the stale test below
 def test_what_a_killed_session_left_is_removed_by_the_next_one(
     fs: str, request: pytest.FixtureRequest, ram: Path, repo: Path
 ) -> None:
@@ -546,10 +568,9 @@ def backed_up(repo: Path, src: Path, *flags: str) -> set[str]:
     """Paths (relative to ``src``) that one ``backup FLAGS src`` stored; the backup must succeed."""
     p = sv("backup", "--json", *flags, str(src), repo=repo, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
-    sid = str(summary(p.stdout)["snapshot_id"])
-    listed = [json.loads(line) for line in sv("ls", sid, "--json", repo=repo).stdout.splitlines()]
     prefix = f"{src}/"
-    return {str(e["path"])[len(prefix) :] for e in listed if str(e.get("path", "")).startswith(prefix)}
+    stored = stored_entries(repo, str(summary(p.stdout)["snapshot_id"]))
+    return {path[len(prefix) :] for path in stored if path.startswith(prefix)}
 
 
 def small_tree(src: Path) -> None:
@@ -602,11 +623,8 @@ def test_symlink_source_is_stored_the_same_with_a_snapshot(btrfs: Path, repo: Pa
     def stored(*flags: str) -> set[str]:
         p = sv("backup", "--json", *flags, str(link), repo=repo, check=False)
         assert p.returncode == 0, p.stdout + p.stderr
-        sid = str(summary(p.stdout)["snapshot_id"])
-        listed = [json.loads(line) for line in sv("ls", sid, "--json", repo=repo).stdout.splitlines()]
-        return {
-            f"{e['path']}:{e.get('type')}" for e in listed if str(e.get("path", "")).startswith(str(link))
-        }
+        stored = stored_entries(repo, str(summary(p.stdout)["snapshot_id"]))
+        return {f"{path}:{kind}" for path, kind in stored.items() if path.startswith(str(link))}
 
     assert stored("--snapshot", "auto") == stored("--snapshot", "off")
 
