@@ -12,7 +12,7 @@ import contextlib
 import getpass
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from shadowvault.errors import (
@@ -34,6 +34,10 @@ from shadowvault.repo.ids import BlobType, hash_bytes, is_hex_id, short
 from shadowvault.repo.index import MasterIndex
 from shadowvault.repo.lock import RepoLock, remove_stale_locks
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE, BlobSaver
+
+PACK_READ_WINDOW = 8 * 1024 * 1024
+"""Most bytes ``load_pack_blobs`` reads from a pack at once."""
+_MAX_READ_GAP = 256 * 1024
 
 
 def _user() -> str:
@@ -334,6 +338,53 @@ class Repository:
         stored, entry, pack_name = self._stored_blob(t, blob_id)
         return decode_blob(self.key, stored, entry, pack_name)
 
+    def pack_location(self, t: BlobType, blob_id: bytes) -> tuple[str, PackedBlob] | None:
+        """Pack name and header entry of an indexed blob; None when the index lacks it.
+
+        Blobs saved in this session but not flushed yet are not in the index: read
+        those with ``load_blob``.
+        """
+        self._ensure_index()
+        entry = self.index.lookup(t, blob_id)
+        return None if entry is None else (entry.pack_id.hex(), entry.blob)
+
+    def load_pack_blobs(
+        self, pack_name: str, entries: Sequence[PackedBlob], *, window: int = PACK_READ_WINDOW
+    ) -> Iterator[tuple[PackedBlob, bytes]]:
+        """Plaintexts of several blobs of one pack, in pack order, each verified like ``load_blob``.
+
+        Neighbouring blobs are read together, one range of at most ``window`` bytes at a
+        time (a larger blob alone), so reading a pack costs a few reads instead of one per
+        blob while memory stays bounded. ``entries`` come from ``pack_location``.
+        """
+        ordered = sorted(entries, key=lambda b: b.offset)
+        i = 0
+        while i < len(ordered):
+            start = ordered[i].offset
+            end = start + ordered[i].length
+            j = i + 1
+            while j < len(ordered):
+                nxt = ordered[j]
+                # Small gaps (blobs nobody asked for) are cheaper to read than to skip.
+                if nxt.offset - end > _MAX_READ_GAP or nxt.offset + nxt.length - start > window:
+                    break
+                end = max(end, nxt.offset + nxt.length)
+                j += 1
+            try:
+                data = self.backend.load(FileType.PACK, pack_name, start, end - start)
+            except (OSError, EOFError) as exc:
+                raise RepoError(
+                    f"cannot read {end - start} bytes at {start} from pack {pack_name} ({exc}): "
+                    "run `shadowvault check`"
+                ) from exc
+            view = memoryview(data)
+            for b in ordered[i:j]:
+                yield (
+                    b,
+                    decode_blob(self.key, view[b.offset - start : b.offset - start + b.length], b, pack_name),
+                )
+            i = j
+
     def blob_length(self, t: BlobType, blob_id: bytes) -> int:
         """Plaintext length from the index (or the pending pack)."""
         self._ensure_index()
@@ -445,7 +496,7 @@ class Repository:
         self.backend.close()
 
 
-def decode_blob(master: crypto.Key, stored: bytes, entry: PackedBlob, pack_name: str) -> bytes:
+def decode_blob(master: crypto.Key, stored: bytes | memoryview, entry: PackedBlob, pack_name: str) -> bytes:
     """Decrypt, decompress and hash-check one stored blob; IntegrityError naming blob and pack."""
     what = f"{entry.type.value} blob {entry.id.hex()} in pack {pack_name}"
     try:
