@@ -8,32 +8,56 @@ unlinked as soon as the read ends. Clones live in a hidden work directory at
 the mount point (``.<prefix>-reflink-<session>``), because the ioctl only
 works within one mount. Works on XFS (reflink=1) and btrfs; ``supports``
 probes each file system once by cloning a tiny file.
+
+Files that belong together (a database and its journal) must come from one
+moment too. So before cloning a file the provider takes a shared read lock on
+it (see ``filelock``): a lock-respecting writer cannot be in the middle of a
+change while it is held. Under that lock it clones the file and its companion
+files (``NAME-journal``, ``NAME-wal``, ``NAME-shm``) and releases the lock at
+once. The companion clones wait in the work dir until the engine asks for
+those files; clones never asked for (excluded files) go with the work dir.
+A companion asked for without such a clone is cloned under its main file's
+lock; if it does not exist at that moment, ``open_file`` yields a path where
+nothing exists, so the engine leaves it out as deleted before it was read
+(reading the live file instead would pair a later journal with an older db).
+
+If the lock cannot be had within ``lock_wait`` seconds (an application holding
+it for long), the files are cloned anyway, back to back: each clone is still
+an atomic copy of its file, as good as a volume snapshot for that file alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import shutil
+import stat
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from shadowvault.errors import SnapshotError
+from shadowvault.snapshots.filelock import companions_of, main_of, release_read_lock, take_read_lock
 from shadowvault.snapshots.interface import SnapshotProvider
 from shadowvault.snapshots.model import DEFAULT_PREFIX, Handle, Unsupported, Volume, split_session
 from shadowvault.snapshots.mounts import find_mount, mounts_of, read_mounts
 
-__all__ = ["FICLONE", "ReflinkProvider", "clone_file", "work_dir_name"]
+__all__ = ["DEFAULT_LOCK_WAIT", "FICLONE", "ReflinkProvider", "clone_fd", "clone_file", "work_dir_name"]
 
 #: _IOW(0x94, 9, int): clone all of src_fd into the fd the ioctl is called on.
 FICLONE = 0x40049409
 #: File systems whose mount points list_stale looks at (reflink-capable, local: never NFS,
 #: whose listing could hang).
 REFLINK_FS_TYPES = ("xfs", "btrfs", "bcachefs", "ocfs2")
+#: Seconds to wait for a writer's lock before cloning without one.
+DEFAULT_LOCK_WAIT = 3.0
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS}
+# O_NONBLOCK: a FIFO named like a file must not hang us; FICLONE then refuses it.
+_SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def work_dir_name(prefix: str, session: str) -> str:
@@ -41,12 +65,16 @@ def work_dir_name(prefix: str, session: str) -> str:
     return f".{prefix}-reflink-{session}"
 
 
+def clone_fd(source_fd: int, target_fd: int) -> None:
+    """Clone all of the open file ``source_fd`` into the open, empty file ``target_fd`` (FICLONE)."""
+    fcntl.ioctl(target_fd, FICLONE, source_fd)
+
+
 def clone_file(source: Path, target_fd: int) -> None:
     """Clone all of ``source`` into the open, empty file ``target_fd`` (thin FICLONE wrapper)."""
-    # O_NONBLOCK: a FIFO named like a file must not hang us; FICLONE then refuses it.
-    src = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    src = os.open(source, _SOURCE_FLAGS)
     try:
-        fcntl.ioctl(target_fd, FICLONE, src)
+        clone_fd(src, target_fd)
     finally:
         os.close(src)
 
@@ -54,10 +82,14 @@ def clone_file(source: Path, target_fd: int) -> None:
 class ReflinkProvider:
     """Per-file ``FICLONE`` copies in a hidden work directory on the source's mount."""
 
-    def __init__(self, probe_prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, probe_prefix: str = DEFAULT_PREFIX, *, lock_wait: float = DEFAULT_LOCK_WAIT) -> None:
         self._probe_prefix = probe_prefix
+        self._lock_wait = lock_wait
         # Probing writes to the file system, so do it once per mount and remember why not.
         self._probed: dict[Path, str | None] = {}
+        #: (work dir, live companion path) -> its clone, made together with the main file's.
+        self._kept: dict[tuple[str, Path], Path] = {}
+        self._kept_guard = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -113,35 +145,104 @@ class ReflinkProvider:
         return path
 
     def open_file(self, handle: Handle, path: Path) -> AbstractContextManager[Path]:
-        """A fresh clone of ``path``, unlinked when the context ends."""
-        return self._clone(handle, path)
+        """The clone of ``path`` made together with its main file's, else a fresh one.
+
+        The clone is unlinked when the context ends. A companion file that did
+        not exist at its main file's locked moment yields a path where nothing
+        exists (the engine then leaves it out as deleted before it was read).
+        """
+        return self._serve(handle, path)
 
     @contextmanager
-    def _clone(self, handle: Handle, path: Path) -> Iterator[Path]:
-        if handle.path is None:
-            raise SnapshotError(f"reflink work dir {handle.name} is gone")
+    def _serve(self, handle: Handle, path: Path) -> Iterator[Path]:
+        work = self._work_dir(handle)
+        with self._kept_guard:
+            clone = self._kept.pop((handle.name, path), None)
+        if clone is None:
+            main = main_of(path)
+            if main is not None and _is_regular(main):
+                # A companion with no clone kept: it is taken under its main file's lock, alone.
+                clone = self._clone_group(handle, work, main, path)
+            else:
+                clone = self._clone_group(handle, work, path, path)
         try:
-            fd, name = tempfile.mkstemp(prefix="clone-", dir=handle.path)
-        except OSError as exc:
-            raise SnapshotError(f"cannot create a clone in {handle.path}: {exc.strerror or exc}") from None
-        clone = Path(name)
-        try:
-            try:
-                clone_file(path, fd)
-            except OSError as exc:
-                why = exc.strerror or str(exc)
-                if exc.errno == errno.EXDEV:
-                    root = handle.volume.root if handle.volume else handle.path.parent
-                    why = f"it is on another mount than {root}"
-                raise SnapshotError(f"cannot reflink {path}: {why}") from None
-            finally:
-                os.close(fd)
             yield clone
         finally:
             clone.unlink(missing_ok=True)
 
+    def _work_dir(self, handle: Handle) -> Path:
+        if handle.path is None:
+            raise SnapshotError(f"reflink work dir {handle.name} is gone")
+        return handle.path
+
+    def _clone_group(self, handle: Handle, work: Path, main: Path, wanted: Path) -> Path:
+        """Clone ``wanted`` under a shared lock on ``main``; when they are one file, keep its companions.
+
+        The lock is held only for the clones themselves (a few ioctls), so a
+        writer waits milliseconds. Without the lock (held elsewhere for longer
+        than ``lock_wait``) the clones are still made, back to back.
+        """
+        try:
+            fd = os.open(main, _SOURCE_FLAGS)
+        except OSError as exc:
+            if main == wanted:
+                raise self._clone_error(handle, wanted, exc) from None
+            return self._clone_path(work, wanted)  # the main file went away: clone the companion alone
+        kept: dict[Path, Path] = {}
+        try:
+            locked = stat.S_ISREG(os.fstat(fd).st_mode) and take_read_lock(fd, self._lock_wait)
+            try:
+                if main != wanted:
+                    return self._clone_path(work, wanted)
+                try:
+                    clone = _new_clone(work, fd)
+                except OSError as exc:
+                    raise self._clone_error(handle, wanted, exc) from None
+                # Main first: a journal or log cloned after it holds at least what the main lacks.
+                for companion in companions_of(main):
+                    # One that cannot be cloned now is not kept: asked for later, it is cloned
+                    # then, and fails then with a message if it still cannot.
+                    if _is_regular(companion):
+                        with contextlib.suppress(OSError, SnapshotError):
+                            kept[companion] = _new_clone_of(work, companion)
+            finally:
+                if locked:
+                    release_read_lock(fd)
+        finally:
+            os.close(fd)
+        self._keep(handle, kept)
+        return clone
+
+    def _clone_path(self, work: Path, path: Path) -> Path:
+        """A clone of ``path``, or a path where nothing exists if ``path`` does not."""
+        try:
+            return _new_clone_of(work, path)
+        except FileNotFoundError:
+            return work / f"absent-{os.urandom(8).hex()}"
+        except OSError as exc:
+            raise SnapshotError(f"cannot reflink {path}: {exc.strerror or exc}") from None
+
+    def _keep(self, handle: Handle, kept: dict[Path, Path]) -> None:
+        """Remember companion clones for when the engine asks; older ones of the same files go."""
+        with self._kept_guard:
+            for companion, clone in kept.items():
+                old = self._kept.pop((handle.name, companion), None)
+                if old is not None:
+                    old.unlink(missing_ok=True)
+                self._kept[(handle.name, companion)] = clone
+
+    def _clone_error(self, handle: Handle, path: Path, exc: OSError) -> SnapshotError:
+        why = exc.strerror or str(exc)
+        if exc.errno == errno.EXDEV:
+            root = handle.volume.root if handle.volume else self._work_dir(handle).parent
+            why = f"it is on another mount than {root}"
+        return SnapshotError(f"cannot reflink {path}: {why}")
+
     def delete(self, handle: Handle) -> None:
-        """Remove the work dir with any clones still in it."""
+        """Remove the work dir with any clones still in it (companion clones never asked for too)."""
+        with self._kept_guard:
+            for key in [k for k in self._kept if k[0] == handle.name]:
+                del self._kept[key]
         if handle.path is None or not os.path.lexists(handle.path):
             return
         try:
@@ -178,6 +279,37 @@ class ReflinkProvider:
                 seen.add((st.st_dev, st.st_ino))
                 handles.append(Handle(self.name, str(path), parsed[0], path=path))
         return handles
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _new_clone(work: Path, source_fd: int) -> Path:
+    """A new file in ``work`` holding a clone of ``source_fd``; raises ``OSError``, leaving nothing."""
+    try:
+        fd, name = tempfile.mkstemp(prefix="clone-", dir=work)
+    except OSError as exc:
+        raise SnapshotError(f"cannot create a clone in {work}: {exc.strerror or exc}") from None
+    try:
+        clone_fd(source_fd, fd)
+    except BaseException:
+        os.unlink(name)
+        raise
+    finally:
+        os.close(fd)
+    return Path(name)
+
+
+def _new_clone_of(work: Path, source: Path) -> Path:
+    src = os.open(source, _SOURCE_FLAGS)
+    try:
+        return _new_clone(work, src)
+    finally:
+        os.close(src)
 
 
 _: SnapshotProvider = ReflinkProvider()
