@@ -15,7 +15,7 @@ import pytest
 from tests.snapshots.snap_helpers import loop_fs
 
 from shadowvault.snapshots.filelock import companions_of, main_of
-from shadowvault.snapshots.model import Handle
+from shadowvault.snapshots.model import Handle, Volume
 from shadowvault.snapshots.reflink import ReflinkProvider
 
 pytestmark = [pytest.mark.root, pytest.mark.loopdev]
@@ -87,7 +87,7 @@ def xfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture
 def area(xfs: Path, request: pytest.FixtureRequest) -> Path:
     """A fresh directory on the XFS for one test."""
-    path = xfs / request.node.name.replace("[", "-").replace("]", "")
+    path = xfs / str(request.node.name).replace("[", "-").replace("]", "")
     path.mkdir()
     return path
 
@@ -97,8 +97,8 @@ def made(xfs: Path) -> Iterator[tuple[ReflinkProvider, Handle]]:
     """A provider with lock_wait 1.5 s and its work dir; the work dir is removed afterwards."""
     provider = ReflinkProvider(lock_wait=1.5)
     volume = provider.supports(xfs)
-    assert not isinstance(volume, type(None)) and hasattr(volume, "root"), volume
-    handle = provider.create(volume, "shadowvault", "1-0badf00d")  # type: ignore[arg-type]
+    assert isinstance(volume, Volume), volume
+    handle = provider.create(volume, "shadowvault", "1-0badf00d")
     try:
         yield provider, handle
     finally:
@@ -146,7 +146,8 @@ def test_a_lock_holder_delays_the_clone_until_it_lets_go(
 def test_a_lock_held_past_lock_wait_is_cloned_anyway_and_not_kept_locked(area: Path, xfs: Path) -> None:
     provider = ReflinkProvider(lock_wait=0.3)
     volume = provider.supports(xfs)
-    handle = provider.create(volume, "shadowvault", "1-0badf00d")  # type: ignore[arg-type]
+    assert isinstance(volume, Volume), volume
+    handle = provider.create(volume, "shadowvault", "1-0badf00d")
     target = area / "long.db"
     target.write_bytes(b"held for long")
     try:
@@ -227,7 +228,8 @@ def test_companion_clones_never_asked_for_go_with_the_work_dir(
     provider.delete(handle)
     assert not handle.path.exists()
     # A later session with the same provider does not hand out the deleted clone.
-    handle = provider.create(handle.volume, "shadowvault", "1-0badf00d")  # type: ignore[arg-type]
+    assert handle.volume is not None
+    handle = provider.create(handle.volume, "shadowvault", "1-0badf00d")
     with provider.open_file(handle, area / "x.db-shm") as clone:
         assert clone.read_text() == "shm"
 
