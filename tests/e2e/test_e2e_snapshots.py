@@ -189,12 +189,6 @@ def test_sqlite_under_a_writer_on_btrfs_restores_intact_five_times(
 # ---- 2. SQLite and a rewritten file on XFS (reflink) -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: reflink clones each file when it is read, so app.db and app.db-journal come"
-    " from different transactions (clones seconds apart); a hot journal of a later transaction is"
-    " rolled back over an older db and the restore is malformed",
-)
 def test_sqlite_under_a_writer_on_xfs_reflink_restores_intact(xfs: Path, repo: Path, tmp_path: Path) -> None:
     src = fresh_dir(xfs, "sqlite")
     db = src / "app.db"
