@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from conftest import require_binary, require_root
+from shadowvault.engine.backup import BackupOptions, BackupSession
+from shadowvault.engine.events import Event, EventSink, FileDone
+from shadowvault.repo import LocalBackend, Repository
+from treeutil import PASSWORD, env, sv
 
 #: Hidden names every provider gives its snapshots and work dirs (prefix "shadowvault").
 HIDDEN_PREFIX = ".shadowvault"
@@ -219,3 +223,137 @@ def check_database(path: Path) -> tuple[int, int]:
 def restored(target: Path, original: Path) -> Path:
     """Where restore puts ``original`` under ``target`` (the full original path, as restic does)."""
     return target / original.relative_to("/")
+
+
+# ---- sources, backups and what they stored ------------------------------------------------------
+
+
+def last_session_warnings() -> list[str]:
+    """Warnings the activity log (the session log) kept for the latest session."""
+    sessions = json.loads(sv("activity", "--json", "--limit", "1").stdout)  # newest first
+    assert sessions, "no session in the activity log"
+    return [str(w) for w in sessions[0]["warnings"]]
+
+
+def fresh_dir(parent: Path, name: str) -> Path:
+    """A new, empty directory for one test."""
+    path = parent / name
+    path.mkdir()
+    return path
+
+
+def live_reasons(messages: list[str]) -> list[str]:
+    """Messages saying a source is read without a snapshot."""
+    return [m for m in messages if "read live" in m]
+
+
+def repo_snapshots(repo: Path) -> list[dict[str, object]]:
+    """What `shadowvault snapshots --json` lists."""
+    listing = json.loads(sv("snapshots", "--json", repo=repo).stdout)
+    assert isinstance(listing, list)
+    return listing
+
+
+def api_backup(repo: Path, options: BackupOptions, sink: EventSink) -> None:
+    """Run BackupSession in this process like the CLI does (lock, index, run)."""
+    r = Repository.open(LocalBackend(repo), PASSWORD)
+    try:
+        with r.lock(exclusive=False):
+            r.load_index()
+            BackupSession(r, options, sink).run()
+    finally:
+        r.close()
+
+
+def stored_entries(repo: Path, snapshot_id: str) -> dict[str, str]:
+    """Every path a snapshot holds and its node type (read in-process: no CLI start-up per call)."""
+    r = Repository.open(LocalBackend(repo), PASSWORD)
+    found: dict[str, str] = {}
+    try:
+        r.load_index()
+        _, snap = r.find_snapshot(snapshot_id)
+        pending: list[tuple[str, bytes | None]] = [("", snap.tree)]
+        while pending:
+            prefix, tree_id = pending.pop()
+            if tree_id is None:
+                continue
+            for node in r.load_tree(tree_id).nodes:
+                path = f"{prefix}/{node.name}"
+                found[path] = node.type
+                if node.type == "dir":
+                    pending.append((path, node.subtree))
+    finally:
+        r.close()
+    return found
+
+
+class FailingSink:
+    """An event sink that breaks the backup at its first file: a real failure mid-session."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def __call__(self, event: Event) -> None:
+        self.events.append(event)
+        if isinstance(event, FileDone):
+            raise RuntimeError("sink broke")
+
+
+def make_big_source(src: Path) -> Path:
+    """~64 MiB of incompressible files: a backup of them runs for a few seconds."""
+    src.mkdir()
+    block = os.urandom(1024 * 1024)
+    for i in range(8):
+        with open(src / f"big-{i}.bin", "wb") as f:
+            for j in range(8):
+                f.write(bytes([i, j]) + block[2:])  # unique per MiB: nothing deduplicates
+    return src
+
+
+def signal_mid_backup(
+    mnt: Path, parent: Path, source: Path, repo: Path, sig: signal.Signals
+) -> tuple[int, str]:
+    """Start ``backup --snapshot auto source``, send ``sig`` once it reads; (exit status, stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shadowvault", "backup", "--json", "--snapshot", "auto", "--pack-size", "4",
+         str(source)],
+        env=env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        reading = False
+        while proc.poll() is None and time.monotonic() < deadline:
+            # Reading has begun once a data pack is written while our snapshot/work dir exists.
+            packs = [p for p in (repo / "data").rglob("*") if p.is_file()]
+            if packs and leftovers(mnt, parent, btrfs=mnt.name == "mnt-btrfs"):
+                reading = True
+                break
+            time.sleep(0.02)
+        assert reading and proc.poll() is None, "the backup ended before it could be interrupted"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, err
+
+
+def count_cmd(label: str, where: Path, log: Path) -> str:
+    """Shell: log ``label`` and how many of our snapshots ``where`` holds right now."""
+    return f"echo {label} $(ls -a {where} | grep -c '^.shadowvault-snap-') >> {log}"
+
+
+def backed_up(repo: Path, src: Path, *flags: str) -> set[str]:
+    """Paths (relative to ``src``) that one ``backup FLAGS src`` stored; the backup must succeed."""
+    p = sv("backup", "--json", *flags, str(src), repo=repo, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    prefix = f"{src}/"
+    stored = stored_entries(repo, str(summary(p.stdout)["snapshot_id"]))
+    return {path[len(prefix) :] for path in stored if path.startswith(prefix)}
+
+
+def small_tree(src: Path) -> None:
+    (src / "sub").mkdir(parents=True)
+    (src / "top.txt").write_text("top\n")
+    (src / "sub" / "deep.txt").write_text("deep\n")

@@ -21,12 +21,24 @@ import pytest
 from snapfixtures import (
     OVERWRITER,
     SQLITE_WRITER,
+    FailingSink,
+    api_backup,
+    backed_up,
     check_database,
+    count_cmd,
     dead_pid,
+    fresh_dir,
+    last_session_warnings,
     leftovers,
+    live_reasons,
     loop_fs,
+    make_big_source,
+    repo_snapshots,
     restored,
     sh,
+    signal_mid_backup,
+    small_tree,
+    stored_entries,
     summary,
     tmpfs,
     warnings,
@@ -34,12 +46,11 @@ from snapfixtures import (
 )
 
 from conftest import require_binary
-from shadowvault.engine.backup import BackupOptions, BackupSession
-from shadowvault.engine.events import Event, EventSink, FileDone, ListSink, Warning_
+from shadowvault.engine.backup import BackupOptions
+from shadowvault.engine.events import FileDone, ListSink, Warning_
 from shadowvault.errors import SnapshotError
-from shadowvault.repo import LocalBackend, Repository
 from shadowvault.snapshots import SnapshotMode
-from treeutil import PASSWORD, env, restic, sv
+from treeutil import env, restic, sv
 
 pytestmark = [pytest.mark.root, pytest.mark.loopdev]
 
@@ -54,13 +65,6 @@ def own_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         for name in ("XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_CONFIG_HOME"):
             mp.setenv(name, str(base / name.lower()))
         yield base
-
-
-def last_session_warnings() -> list[str]:
-    """Warnings the activity log (the session log) kept for the latest session."""
-    sessions = json.loads(sv("activity", "--json", "--limit", "1").stdout)  # newest first
-    assert sessions, "no session in the activity log"
-    return [str(w) for w in sessions[0]["warnings"]]
 
 
 @pytest.fixture(scope="module")
@@ -93,58 +97,6 @@ def repo(tmp_path: Path) -> Path:
     path = tmp_path / "repo"
     sv("init", repo=path)
     return path
-
-
-def fresh_dir(parent: Path, name: str) -> Path:
-    """A new, empty directory for one test."""
-    path = parent / name
-    path.mkdir()
-    return path
-
-
-def live_reasons(messages: list[str]) -> list[str]:
-    """Messages saying a source is read without a snapshot."""
-    return [m for m in messages if "read live" in m]
-
-
-def repo_snapshots(repo: Path) -> list[dict[str, object]]:
-    """What `shadowvault snapshots --json` lists."""
-    listing = json.loads(sv("snapshots", "--json", repo=repo).stdout)
-    assert isinstance(listing, list)
-    return listing
-
-
-def api_backup(repo: Path, options: BackupOptions, sink: EventSink) -> None:
-    """Run BackupSession in this process like the CLI does (lock, index, run)."""
-    r = Repository.open(LocalBackend(repo), PASSWORD)
-    try:
-        with r.lock(exclusive=False):
-            r.load_index()
-            BackupSession(r, options, sink).run()
-    finally:
-        r.close()
-
-
-def stored_entries(repo: Path, snapshot_id: str) -> dict[str, str]:
-    """Every path a snapshot holds and its node type (read in-process: no CLI start-up per call)."""
-    r = Repository.open(LocalBackend(repo), PASSWORD)
-    found: dict[str, str] = {}
-    try:
-        r.load_index()
-        _, snap = r.find_snapshot(snapshot_id)
-        pending: list[tuple[str, bytes | None]] = [("", snap.tree)]
-        while pending:
-            prefix, tree_id = pending.pop()
-            if tree_id is None:
-                continue
-            for node in r.load_tree(tree_id).nodes:
-                path = f"{prefix}/{node.name}"
-                found[path] = node.type
-                if node.type == "dir":
-                    pending.append((path, node.subtree))
-    finally:
-        r.close()
-    return found
 
 
 # ---- 1. SQLite on btrfs ------------------------------------------------------------------------
@@ -305,18 +257,6 @@ def test_required_failure_after_a_snapshot_was_made_leaves_nothing(
     assert leftovers(btrfs, btrfs / "vol", btrfs=True) == []
 
 
-class FailingSink:
-    """An event sink that breaks the backup at its first file: a real failure mid-session."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def __call__(self, event: Event) -> None:
-        self.events.append(event)
-        if isinstance(event, FileDone):
-            raise RuntimeError("sink broke")
-
-
 @pytest.mark.parametrize("fs", ["btrfs", "xfs"])
 def test_a_backup_failing_mid_run_leaves_nothing(
     fs: str, request: pytest.FixtureRequest, repo: Path, tmp_path: Path
@@ -355,17 +295,6 @@ def test_a_failing_pre_snapshot_under_required_fails_and_leaves_nothing(
     assert repo_snapshots(repo) == []
 
 
-def make_big_source(src: Path) -> Path:
-    """~64 MiB of incompressible files: a backup of them runs for a few seconds."""
-    src.mkdir()
-    block = os.urandom(1024 * 1024)
-    for i in range(8):
-        with open(src / f"big-{i}.bin", "wb") as f:
-            for j in range(8):
-                f.write(bytes([i, j]) + block[2:])  # unique per MiB: nothing deduplicates
-    return src
-
-
 @pytest.fixture(scope="module")
 def big_btrfs(btrfs: Path) -> Path:
     """A big source on the btrfs subvolume."""
@@ -376,35 +305,6 @@ def big_btrfs(btrfs: Path) -> Path:
 def big_xfs(xfs: Path) -> Path:
     """A big source on XFS (read through reflink clones)."""
     return make_big_source(xfs / "big")
-
-
-def signal_mid_backup(
-    mnt: Path, parent: Path, source: Path, repo: Path, sig: signal.Signals
-) -> tuple[int, str]:
-    """Start ``backup --snapshot auto source``, send ``sig`` once it reads; (exit status, stderr)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shadowvault", "backup", "--json", "--snapshot", "auto", "--pack-size", "4",
-         str(source)],
-        env=env(repo), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        reading = False
-        while proc.poll() is None and time.monotonic() < deadline:
-            # Reading has begun once a data pack is written while our snapshot/work dir exists.
-            packs = [p for p in (repo / "data").rglob("*") if p.is_file()]
-            if packs and leftovers(mnt, parent, btrfs=mnt.name == "mnt-btrfs"):
-                reading = True
-                break
-            time.sleep(0.02)
-        assert reading and proc.poll() is None, "the backup ended before it could be interrupted"
-        proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return proc.returncode, err
 
 
 @pytest.mark.parametrize(
@@ -471,11 +371,6 @@ def test_stale_snapshots_of_a_dead_session_are_removed_and_reported(
 
 
 # ---- 6. pre_snapshot / post_snapshot -----------------------------------------------------------
-
-
-def count_cmd(label: str, where: Path, log: Path) -> str:
-    """Shell: log ``label`` and how many of our snapshots ``where`` holds right now."""
-    return f"echo {label} $(ls -a {where} | grep -c '^.shadowvault-snap-') >> {log}"
 
 
 def test_pre_and_post_snapshot_run_in_order_around_the_snapshot(
@@ -556,21 +451,6 @@ def test_a_sets_pre_and_post_snapshot_from_the_config_file(btrfs: Path, repo: Pa
 
 
 # ---- the same tree with and without a snapshot ------------------------------------------------
-
-
-def backed_up(repo: Path, src: Path, *flags: str) -> set[str]:
-    """Paths (relative to ``src``) that one ``backup FLAGS src`` stored; the backup must succeed."""
-    p = sv("backup", "--json", *flags, str(src), repo=repo, check=False)
-    assert p.returncode == 0, p.stdout + p.stderr
-    prefix = f"{src}/"
-    stored = stored_entries(repo, str(summary(p.stdout)["snapshot_id"]))
-    return {path[len(prefix) :] for path in stored if path.startswith(prefix)}
-
-
-def small_tree(src: Path) -> None:
-    (src / "sub").mkdir(parents=True)
-    (src / "top.txt").write_text("top\n")
-    (src / "sub" / "deep.txt").write_text("deep\n")
 
 
 def test_one_file_system_with_a_btrfs_snapshot_keeps_the_whole_source(btrfs: Path, repo: Path) -> None:
