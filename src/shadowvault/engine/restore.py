@@ -1,9 +1,12 @@
 """RestoreSession: a snapshot tree → files on disk, data and metadata.
 
-Never overwrites an existing file unless asked. File contents are written by
-worker threads (decryption and decompression release the GIL); directory
-metadata is applied last, deepest first, because creating children changes a
-directory's times. All-zero chunks become holes, so sparse files stay sparse.
+Never overwrites an existing file unless asked. Like restic's restorer, the
+walk first plans which blob goes to which file offsets, grouped by pack; worker
+threads then read each pack once in large ranges, verify and decode its blobs
+and write every copy of each blob with ``pwrite``. A file is finished (length,
+metadata) by whichever worker writes its last blob. Directory metadata is
+applied last, deepest first, because creating children changes a directory's
+times. All-zero blocks become holes, so sparse files stay sparse.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from shadowvault.errors import UsageError
@@ -22,7 +27,9 @@ from .events import EventSink, Warning_
 from .nodes import node_outcome, posix_permissions
 
 _HOLE_BLOCK = 64 * 1024
-_ZEROS = bytes(_HOLE_BLOCK)
+_ZEROS = memoryview(bytes(_HOLE_BLOCK))
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_REOPEN = os.O_WRONLY | os.O_CLOEXEC
 
 
 @dataclass
@@ -56,6 +63,31 @@ class RestoreResult:
         return 3 if (self.errors or self.skipped_existing) else 0
 
 
+class _FileJob:
+    """One regular file being restored: how many blob copies are still to be written.
+
+    Workers writing different blobs of the same file share this record; ``lock``
+    guards creation (exactly one ``O_EXCL`` open) and the countdown, so the
+    worker that writes the last blob is the one that finishes the file.
+    """
+
+    __slots__ = ("created", "dest", "end", "failed", "lock", "node", "pending", "size")
+
+    def __init__(self, dest: bytes, node: Node) -> None:
+        self.dest = dest
+        self.node = node
+        self.size = 0  # sum of the blobs' plaintext lengths: the restored length
+        self.pending = 0
+        self.end = 0  # highest offset written so far; below ``size`` means trailing hole
+        self.created = False
+        self.failed = False
+        self.lock = threading.Lock()
+
+
+_Placements = dict[bytes, list[tuple[_FileJob, int]]]
+"""Blob id → every (file, offset) that blob's plaintext goes to."""
+
+
 class RestoreSession:
     """Restores one snapshot (or part of it) into ``options.target``."""
 
@@ -73,21 +105,29 @@ class RestoreSession:
         self._dirs: list[tuple[bytes, Node]] = []
         self._links: dict[tuple[int, int], bytes] = {}
         self._deferred_links: list[tuple[bytes, bytes, Node]] = []
-        self._futures: list[tuple[bytes, Future[None]]] = []
+        # Pack name (None: blobs not in the index yet) → its wanted blobs, in walk order.
+        self._plan: dict[str | None, _Placements] = {}
+        self._empty: list[_FileJob] = []
+        self._report_lock = threading.Lock()
 
     def run(self, snapshot_ref: str) -> RestoreResult:
         """Restore the snapshot named by ``snapshot_ref`` ("latest", id or prefix)."""
         _, snap = self.repo.find_snapshot(snapshot_ref)
         os.makedirs(self.target, exist_ok=True)
         workers = self.opt.workers or max(2, os.cpu_count() or 2)
+        self._walk(snap.tree, b"", ancestor_included=False)
+        # Every directory exists now (include filters may create parents after
+        # their children were planned), so files can be created.
+        for job in self._empty:
+            fd = self._open(job)
+            if fd >= 0:
+                self._finish(job, fd)
         with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
-            self._pool = pool
-            self._walk(snap.tree, b"", ancestor_included=False)
-            for path, fut in self._futures:
-                try:
-                    fut.result()
-                except OSError as e:
-                    self._error(path, e)
+            futures = [pool.submit(self._restore_pack, name, blobs) for name, blobs in self._plan.items()]
+            for fut in futures:
+                # OSErrors are per-file and already reported; anything else (a blob
+                # failing verification, an unreadable pack) ends the restore.
+                fut.result()
         for link, first, node in self._deferred_links:
             self._link(link, first, node)
         for path, node in reversed(self._dirs):
@@ -150,29 +190,31 @@ class RestoreSession:
 
     def _restore_leaf(self, rel: bytes, node: Node) -> None:
         dest = self.target + rel
-        if os.path.lexists(dest):
+        regular = node.type == "file"
+        # A regular file's O_EXCL open refuses an existing entry by itself, so the
+        # common case skips this lookup; hard-linked files keep it because the
+        # name of their first restored copy must be one that really got written.
+        if (self.opt.overwrite or not regular or node.links > 1) and os.path.lexists(dest):
             if not self.opt.overwrite:
-                self.result.skipped_existing += 1
-                self._warn(f"{os.fsdecode(dest)} exists, not overwritten (use --overwrite to replace it)")
+                self._skipped_existing(dest)
                 return
             if os.path.isdir(dest) and not os.path.islink(dest):
                 self._error(dest, OSError(errno.EISDIR, "a directory is in the way"))
                 return
             os.unlink(dest)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if node.type == "file" and node.links > 1:
+        if regular and node.links > 1:
             key = (node.device_id, node.inode)
             first = self._links.get(key)
             if first is not None:
                 self._deferred_links.append((dest, first, node))
                 return
             self._links[key] = dest
+        if regular:
+            self._plan_file(dest, node)
+            return
         try:
-            if node.type == "file":
-                self._futures.append((dest, self._pool.submit(self._write_file, dest, node)))
-                self.result.files += 1
-                self.result.bytes += node.size
-                return
+            # Include filters create a parent only after its children are visited.
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
             if node.type == "symlink":
                 os.symlink(os.fsencode(node.linktarget), dest)
             elif node.type == "fifo":
@@ -191,31 +233,129 @@ class RestoreSession:
         except OSError as e:
             self._error(dest, e)
 
-    def _write_file(self, dest: bytes, node: Node) -> None:
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    def _plan_file(self, dest: bytes, node: Node) -> None:
+        """Record where each blob of the file goes; the file is written once its packs are read."""
+        job = _FileJob(dest, node)
+        offset = 0
+        for blob_id in node.content or []:
+            loc = self.repo.pack_location(BlobType.DATA, blob_id)
+            if loc is None:
+                pack: str | None = None
+                length = self.repo.blob_length(BlobType.DATA, blob_id)
+            else:
+                pack, length = loc[0], loc[1].plaintext_length
+            blobs = self._plan.get(pack)
+            if blobs is None:
+                blobs = self._plan[pack] = {}
+            targets = blobs.get(blob_id)
+            if targets is None:
+                blobs[blob_id] = [(job, offset)]
+            else:
+                targets.append((job, offset))
+            offset += length
+            job.pending += 1
+        job.size = offset
+        if not job.pending:
+            self._empty.append(job)
+        self.result.files += 1
+        self.result.bytes += node.size
+
+    # ----- writing file contents (worker threads) -----------------------------------------------
+
+    def _pack_blobs(self, pack: str | None, blob_ids: _Placements) -> Iterator[tuple[bytes, bytes]]:
+        """(id, verified plaintext) of the wanted blobs of one pack, read in few large ranges."""
+        if pack is None:
+            for blob_id in blob_ids:
+                yield blob_id, self.repo.load_blob(BlobType.DATA, blob_id)
+            return
+        entries = []
+        for blob_id in blob_ids:
+            loc = self.repo.pack_location(BlobType.DATA, blob_id)
+            if loc is None:  # the index cannot shrink during a restore
+                raise RuntimeError(f"blob {blob_id.hex()} left the index during the restore")
+            entries.append(loc[1])
+        for entry, data in self.repo.load_pack_blobs(pack, entries):
+            yield entry.id, data
+
+    def _restore_pack(self, pack: str | None, blobs: _Placements) -> None:
+        """Write every copy of every wanted blob of one pack; finish files whose last blob this was."""
+        job: _FileJob | None = None
+        fd = -1
         try:
-            offset = 0
-            seeked = False
-            zeros = memoryview(_ZEROS)
-            for blob_id in node.content or []:
-                data = memoryview(self.repo.load_blob(BlobType.DATA, blob_id))
-                # Zero runs become holes, block by block, so sparse files stay sparse.
-                for start in range(0, len(data), _HOLE_BLOCK):
-                    block = data[start : start + _HOLE_BLOCK]
-                    if block == zeros[: len(block)]:
-                        seeked = True
-                    else:
-                        if seeked:
-                            os.lseek(fd, offset + start, os.SEEK_SET)
-                            seeked = False
-                        while block:
-                            block = block[os.write(fd, block) :]
-                offset += len(data)
-            if seeked or offset != node.size:
-                os.ftruncate(fd, offset)
+            for blob_id, data in self._pack_blobs(pack, blobs):
+                for target, offset in blobs[blob_id]:
+                    if target is not job:
+                        # Consecutive blobs of a pack mostly belong to the same file:
+                        # keep its descriptor open across them.
+                        if fd >= 0:
+                            os.close(fd)
+                        job, fd = target, -1
+                        fd = self._open(job)
+                    end = -1
+                    if fd >= 0:
+                        try:
+                            end = _write_sparse(fd, data, offset)
+                        except OSError as e:
+                            self._fail(job, e)
+                    with job.lock:
+                        job.pending -= 1
+                        job.end = max(job.end, end)
+                        last = job.pending == 0
+                    if last:
+                        if fd >= 0:
+                            self._finish(job, fd)
+                        job, fd = None, -1
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _open(self, job: _FileJob) -> int:
+        """A write descriptor for the job's file, creating it on first use; -1 when it failed."""
+        with job.lock:
+            if job.failed:
+                return -1
+            try:
+                if job.created:
+                    return os.open(job.dest, _REOPEN)
+                fd = os.open(job.dest, _CREATE, 0o600)
+                job.created = True
+                return fd
+            except FileExistsError as e:
+                job.failed = True
+                if self.opt.overwrite:  # something appeared after the unlink: report, as before
+                    self._error(job.dest, e)
+                else:
+                    with self._report_lock:
+                        self.result.files -= 1
+                        self.result.bytes -= job.node.size
+                    self._skipped_existing(job.dest)
+                return -1
+            except OSError as e:
+                job.failed = True
+                self._error(job.dest, e)
+                return -1
+
+    def _fail(self, job: _FileJob, e: OSError) -> None:
+        with job.lock:
+            first = not job.failed
+            job.failed = True
+        if first:
+            self._error(job.dest, e)
+
+    def _finish(self, job: _FileJob, fd: int) -> None:
+        """Give the file its length (trailing hole) and metadata, then close ``fd``."""
+        try:
+            if job.failed:
+                return
+            try:
+                if job.end != job.size:
+                    os.ftruncate(fd, job.size)
+            except OSError as e:
+                self._error(job.dest, e)
+                return
+            self._apply_meta_fd(fd, job.dest, job.node)
         finally:
             os.close(fd)
-        self._apply_meta(dest, node)
 
     def _link(self, dest: bytes, first: bytes, node: Node) -> None:
         try:
@@ -223,6 +363,22 @@ class RestoreSession:
             self.result.files += 1
         except OSError as e:
             self._error(dest, e)
+
+    def _apply_meta_fd(self, fd: int, path: bytes, node: Node) -> None:
+        """``_apply_meta`` for a regular file through its open descriptor (no path lookups)."""
+        try:
+            if self._is_root:
+                os.chown(fd, node.uid, node.gid)
+            os.chmod(fd, posix_permissions(node.mode))
+            for name, value in node.extended_attributes:
+                try:
+                    os.setxattr(fd, name, value)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTSUP, errno.EPERM):
+                        raise
+            os.utime(fd, ns=(node.atime, node.mtime))
+        except OSError as e:
+            self._error(path, e)
 
     def _apply_meta(self, path: bytes, node: Node) -> None:
         """Owner (as root), permissions, xattrs and times; symlinks get owner and times only."""
@@ -244,9 +400,49 @@ class RestoreSession:
 
     # ----- reporting ----------------------------------------------------------------------------
 
+    def _skipped_existing(self, dest: bytes) -> None:
+        with self._report_lock:
+            self.result.skipped_existing += 1
+        self._warn(f"{os.fsdecode(dest)} exists, not overwritten (use --overwrite to replace it)")
+
     def _error(self, path: bytes, e: OSError) -> None:
-        self.result.errors += 1
+        with self._report_lock:
+            self.result.errors += 1
         self._warn(f"cannot restore {os.fsdecode(path)}: {e.strerror or e}")
 
     def _warn(self, message: str) -> None:
-        self.sink(Warning_(message))
+        # Workers report too: one message at a time reaches the sink.
+        with self._report_lock:
+            self.sink(Warning_(message))
+
+
+def _write_sparse(fd: int, data: bytes, offset: int) -> int:
+    """``pwrite`` ``data`` at ``offset`` leaving all-zero 64 KiB blocks as holes.
+
+    Returns the end offset of the last byte written, or -1 when everything was zero.
+    Runs of non-zero blocks go out in one write each.
+    """
+    n = len(data)
+    view = memoryview(data)
+    end = -1
+    run = -1  # start of the current run of non-zero blocks
+    for start in range(0, n, _HOLE_BLOCK):
+        # startswith compares in place; comparing memoryviews goes byte by byte.
+        if not data.startswith(_ZEROS[: min(_HOLE_BLOCK, n - start)], start):
+            if run < 0:
+                run = start
+        elif run >= 0:
+            end = _pwrite_all(fd, view[run:start], offset + run)
+            run = -1
+    if run >= 0:
+        end = _pwrite_all(fd, view[run:], offset + run)
+    return end
+
+
+def _pwrite_all(fd: int, chunk: memoryview, pos: int) -> int:
+    """Write all of ``chunk`` at ``pos``; returns the end offset."""
+    while chunk:
+        written = os.pwrite(fd, chunk, pos)
+        chunk = chunk[written:]
+        pos += written
+    return pos
