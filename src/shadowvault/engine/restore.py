@@ -16,7 +16,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from shadowvault.errors import UsageError
@@ -28,6 +28,7 @@ from .nodes import node_outcome, posix_permissions
 
 _HOLE_BLOCK = 64 * 1024
 _ZEROS = memoryview(bytes(_HOLE_BLOCK))
+_CREATE_BATCH = 64
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _REOPEN = os.O_WRONLY | os.O_CLOEXEC
 
@@ -108,6 +109,12 @@ class RestoreSession:
         # Pack name (None: blobs not in the index yet) → its wanted blobs, in walk order.
         self._plan: dict[str | None, _Placements] = {}
         self._empty: list[_FileJob] = []
+        # Creating a file costs the kernel far more than writing a small one, and
+        # the walk leaves the workers idle: they create files in batches meanwhile.
+        # Not with include filters, which may create a parent after its children.
+        self._early_create = self._include is None
+        self._to_create: list[_FileJob] = []
+        self._tasks: list[Future[None]] = []
         self._report_lock = threading.Lock()
 
     def run(self, snapshot_ref: str) -> RestoreResult:
@@ -115,16 +122,20 @@ class RestoreSession:
         _, snap = self.repo.find_snapshot(snapshot_ref)
         os.makedirs(self.target, exist_ok=True)
         workers = self.opt.workers or max(2, os.cpu_count() or 2)
-        self._walk(snap.tree, b"", ancestor_included=False)
-        # Every directory exists now (include filters may create parents after
-        # their children were planned), so files can be created.
-        for job in self._empty:
-            fd = self._open(job)
-            if fd >= 0:
-                self._finish(job, fd)
         with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
-            futures = [pool.submit(self._restore_pack, name, blobs) for name, blobs in self._plan.items()]
-            for fut in futures:
+            self._pool = pool
+            self._walk(snap.tree, b"", ancestor_included=False)
+            self._submit_creates()
+            # Every directory exists now (include filters may create parents after
+            # their children were planned), so the remaining files can be created.
+            for job in self._empty:
+                fd = self._open(job)
+                if fd >= 0:
+                    self._finish(job, fd)
+            self._tasks += [
+                pool.submit(self._restore_pack, name, blobs) for name, blobs in self._plan.items()
+            ]
+            for fut in self._tasks:
                 # OSErrors are per-file and already reported; anything else (a blob
                 # failing verification, an unreadable pack) ends the restore.
                 fut.result()
@@ -255,7 +266,11 @@ class RestoreSession:
             offset += length
             job.pending += 1
         job.size = offset
-        if not job.pending:
+        if self._early_create:
+            self._to_create.append(job)
+            if len(self._to_create) >= _CREATE_BATCH:
+                self._submit_creates()
+        elif not job.pending:
             self._empty.append(job)
         self.result.files += 1
         self.result.bytes += node.size
@@ -309,10 +324,32 @@ class RestoreSession:
             if fd >= 0:
                 os.close(fd)
 
-    def _open(self, job: _FileJob) -> int:
-        """A write descriptor for the job's file, creating it on first use; -1 when it failed."""
+    def _submit_creates(self) -> None:
+        if self._to_create:
+            self._tasks.append(self._pool.submit(self._create_files, self._to_create))
+            self._to_create = []
+
+    def _create_files(self, jobs: list[_FileJob]) -> None:
+        """Create files ahead of their contents; empty ones are finished right away."""
+        for job in jobs:
+            # Read before creating: once the file exists, a pack worker may write
+            # it and count down, and only it must finish a non-empty file.
+            empty = job.pending == 0
+            fd = self._open(job, create_only=True)
+            if fd < 0:
+                continue
+            if empty:
+                self._finish(job, fd)
+            else:
+                os.close(fd)
+
+    def _open(self, job: _FileJob, *, create_only: bool = False) -> int:
+        """A write descriptor for the job's file, creating it on first use; -1 when it failed.
+
+        With ``create_only``, -1 too when someone else created it already.
+        """
         with job.lock:
-            if job.failed:
+            if job.failed or (create_only and job.created):
                 return -1
             try:
                 if job.created:
