@@ -23,7 +23,10 @@ nothing exists, so the engine leaves it out as deleted before it was read
 
 If the lock cannot be had within ``lock_wait`` seconds (an application holding
 it for long), the files are cloned anyway, back to back: each clone is still
-an atomic copy of its file, as good as a volume snapshot for that file alone.
+an atomic copy of its file, as good as a volume snapshot for that file alone,
+but a main file and its companions then share a moment only to within the
+microseconds between two ioctls. Providers have no message channel, so this
+is not reported; files not written under locks never wait at all.
 """
 
 from __future__ import annotations
@@ -53,8 +56,10 @@ FICLONE = 0x40049409
 #: File systems whose mount points list_stale looks at (reflink-capable, local: never NFS,
 #: whose listing could hang).
 REFLINK_FS_TYPES = ("xfs", "btrfs", "bcachefs", "ocfs2")
-#: Seconds to wait for a writer's lock before cloning without one.
-DEFAULT_LOCK_WAIT = 3.0
+#: Seconds to wait for a writer's lock before cloning without one. Generous, because a commit
+#: stalled in fsync on a busy disk holds its lock for seconds, and giving up costs consistency
+#: while waiting costs only time (once per file: a wait still pending is not started again).
+DEFAULT_LOCK_WAIT = 10.0
 _NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS}
 # O_NONBLOCK: a FIFO named like a file must not hang us; FICLONE then refuses it.
 _SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -187,13 +192,13 @@ class ReflinkProvider:
         except OSError as exc:
             if main == wanted:
                 raise self._clone_error(handle, wanted, exc) from None
-            return self._clone_path(work, wanted)  # the main file went away: clone the companion alone
+            return self._clone_path(handle, work, wanted)  # the main went away: clone the companion alone
         kept: dict[Path, Path] = {}
         try:
             locked = stat.S_ISREG(os.fstat(fd).st_mode) and take_read_lock(fd, self._lock_wait)
             try:
                 if main != wanted:
-                    return self._clone_path(work, wanted)
+                    return self._clone_path(handle, work, wanted)
                 try:
                     clone = _new_clone(work, fd)
                 except OSError as exc:
@@ -210,26 +215,31 @@ class ReflinkProvider:
                     release_read_lock(fd)
         finally:
             os.close(fd)
-        self._keep(handle, kept)
+        self._keep(handle, main, kept)
         return clone
 
-    def _clone_path(self, work: Path, path: Path) -> Path:
+    def _clone_path(self, handle: Handle, work: Path, path: Path) -> Path:
         """A clone of ``path``, or a path where nothing exists if ``path`` does not."""
         try:
             return _new_clone_of(work, path)
         except FileNotFoundError:
             return work / f"absent-{os.urandom(8).hex()}"
         except OSError as exc:
-            raise SnapshotError(f"cannot reflink {path}: {exc.strerror or exc}") from None
+            raise self._clone_error(handle, path, exc) from None
 
-    def _keep(self, handle: Handle, kept: dict[Path, Path]) -> None:
-        """Remember companion clones for when the engine asks; older ones of the same files go."""
+    def _keep(self, handle: Handle, main: Path, kept: dict[Path, Path]) -> None:
+        """Remember ``main``'s companion clones for when the engine asks.
+
+        Clones kept from an earlier moment of ``main`` go, also those of companions
+        that no longer exist: they must not be paired with this newer main clone.
+        """
         with self._kept_guard:
-            for companion, clone in kept.items():
+            for companion in companions_of(main):
                 old = self._kept.pop((handle.name, companion), None)
                 if old is not None:
                     old.unlink(missing_ok=True)
-                self._kept[(handle.name, companion)] = clone
+                if companion in kept:
+                    self._kept[(handle.name, companion)] = kept[companion]
 
     def _clone_error(self, handle: Handle, path: Path, exc: OSError) -> SnapshotError:
         why = exc.strerror or str(exc)
