@@ -167,6 +167,31 @@ SQLITE_WRITER = textwrap.dedent(
     """
 )
 
+#: A writer like many C programs: no busy handler, so any lock held by someone else is an error
+#: (SQLITE_BUSY) it sees. Runs until argv[3] exists, then prints "<commits> <busy errors>".
+SQLITE_NO_BUSY_TIMEOUT = textwrap.dedent(
+    """
+    import os, sqlite3, sys
+    con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
+    con.execute(f"PRAGMA journal_mode={sys.argv[2]}")
+    con.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, body BLOB)")
+    ok = busy = 0
+    while not os.path.exists(sys.argv[3]):
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("INSERT INTO t(body) VALUES (randomblob(1500))")
+            con.execute("COMMIT")
+            ok += 1
+        except sqlite3.OperationalError:
+            busy += 1
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+        if ok == 20 and not busy:
+            print("running", flush=True)
+    print(ok, busy, flush=True)
+    """
+)
+
 OVERWRITER = textwrap.dedent(
     """
     import os, sys, time
