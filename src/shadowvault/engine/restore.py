@@ -115,6 +115,7 @@ class RestoreSession:
         self._early_create = self._include is None
         self._to_create: list[_FileJob] = []
         self._tasks: list[Future[None]] = []
+        self._not_restored: list[_FileJob] = []
         self._report_lock = threading.Lock()
 
     def run(self, snapshot_ref: str) -> RestoreResult:
@@ -139,6 +140,9 @@ class RestoreSession:
                 # OSErrors are per-file and already reported; anything else (a blob
                 # failing verification, an unreadable pack) ends the restore.
                 fut.result()
+        for job in self._not_restored:
+            self.result.files -= 1
+            self.result.bytes -= job.node.size
         for link, first, node in self._deferred_links:
             self._link(link, first, node)
         for path, node in reversed(self._dirs):
@@ -307,7 +311,7 @@ class RestoreSession:
                         job, fd = target, -1
                         fd = self._open(job)
                     end = -1
-                    if fd >= 0:
+                    if fd >= 0 and not job.failed:
                         try:
                             end = _write_sparse(fd, data, offset)
                         except OSError as e:
@@ -362,9 +366,9 @@ class RestoreSession:
                 if self.opt.overwrite:  # something appeared after the unlink: report, as before
                     self._error(job.dest, e)
                 else:
-                    with self._report_lock:
-                        self.result.files -= 1
-                        self.result.bytes -= job.node.size
+                    # Counted as a file when planned; the main thread takes it back
+                    # (it may be counting other files right now, so not from here).
+                    self._not_restored.append(job)
                     self._skipped_existing(job.dest)
                 return -1
             except OSError as e:
