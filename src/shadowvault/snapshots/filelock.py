@@ -156,21 +156,37 @@ def _wait_for_ofd(fd: int, timeout: float) -> bool:
         if key in _PENDING_WAITS:
             return False  # an earlier wait still hangs: the holder keeps its lock for long
         _PENDING_WAITS.add(key)
-    waiter = _OfdWaiter(fd, key)
-    waiter.start()
+    # Out of descriptors or threads: a clone without the lock beats no clone.
+    try:
+        dup = os.dup(fd)
+    except OSError:
+        _forget_wait(key)
+        return False
+    waiter = _OfdWaiter(dup, key)
+    try:
+        waiter.start()
+    except RuntimeError:
+        os.close(dup)
+        _forget_wait(key)
+        return False
     return waiter.result(timeout)
 
 
+def _forget_wait(key: tuple[int, int]) -> None:
+    with _PENDING_GUARD:
+        _PENDING_WAITS.discard(key)
+
+
 class _OfdWaiter(threading.Thread):
-    """Blocks in ``F_OFD_SETLKW`` on a duplicate of the caller's descriptor.
+    """Blocks in ``F_OFD_SETLKW`` on ``dup``, a duplicate of the caller's descriptor (closed when done).
 
     The duplicate shares the open file description, so a lock it obtains is
     the caller's lock. If the caller gave up, the lock is dropped on arrival.
     """
 
-    def __init__(self, fd: int, key: tuple[int, int]) -> None:
+    def __init__(self, dup: int, key: tuple[int, int]) -> None:
         super().__init__(name="shadowvault-reflink-lock", daemon=True)
-        self._fd = os.dup(fd)
+        self._fd = dup
         self._key = key
         self._guard = threading.Lock()
         self._done = threading.Event()
@@ -191,8 +207,7 @@ class _OfdWaiter(threading.Thread):
                 self._granted = granted and not self._abandoned
                 self._done.set()
             os.close(self._fd)  # the lock lives on in the caller's descriptor
-            with _PENDING_GUARD:
-                _PENDING_WAITS.discard(self._key)
+            _forget_wait(self._key)
 
     def result(self, timeout: float) -> bool:
         """True if the lock arrived within ``timeout``; otherwise the wait is abandoned."""

@@ -195,7 +195,7 @@ class ReflinkProvider:
             return self._clone_path(handle, work, wanted)  # the main went away: clone the companion alone
         kept: dict[Path, Path] = {}
         try:
-            locked = stat.S_ISREG(os.fstat(fd).st_mode) and take_read_lock(fd, self._lock_wait)
+            locked = _is_regular_fd(fd) and take_read_lock(fd, self._lock_wait)
             try:
                 if main != wanted:
                     return self._clone_path(handle, work, wanted)
@@ -294,6 +294,13 @@ class ReflinkProvider:
 def _is_regular(path: Path) -> bool:
     try:
         return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _is_regular_fd(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
     except OSError:
         return False
 
