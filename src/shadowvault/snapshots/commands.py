@@ -10,6 +10,9 @@ cannot go on.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,23 +52,38 @@ def run_command(argv: Sequence[str], *, timeout: float = 600.0) -> CommandResult
     """
     args = tuple(argv)
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             args,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             errors="replace",
-            timeout=timeout,
-            check=False,
             process_group=0,
             stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
         return CommandResult(args, NOT_FOUND, "", f"{args[0]}: command not found")
-    except subprocess.TimeoutExpired:
-        return CommandResult(args, -1, "", f"{args[0]}: timed out after {timeout:g} s")
     except OSError as exc:
         return CommandResult(args, NOT_FOUND, "", f"{args[0]}: {exc.strerror or exc}")
-    return CommandResult(args, proc.returncode, proc.stdout, proc.stderr)
+    with proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            proc.communicate()
+            return CommandResult(args, -1, "", f"{args[0]}: timed out after {timeout:g} s")
+        except BaseException:
+            # Interrupted while waiting (e.g. Ctrl-C during pre_snapshot): the whole group goes,
+            # so a shell's children are not left running on their own.
+            _kill_group(proc)
+            proc.communicate()
+            raise
+    return CommandResult(args, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def first_error_line(result: CommandResult) -> str:
