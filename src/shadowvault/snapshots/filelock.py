@@ -22,6 +22,7 @@ the lock is free. A wait that runs past the deadline is abandoned: the thread
 drops the lock the moment it gets it. While a wait on one file is still
 pending, later requests for that file do not start another thread (an
 application that holds its lock for hours must not cost a thread per backup).
+An ``flock`` holder is polled instead, every few milliseconds.
 
 *Companion files* are those a lock-respecting application keeps next to its
 main file, named by appending a suffix (``NAME-journal``, ``NAME-wal``,
@@ -93,13 +94,18 @@ def try_read_lock(fd: int) -> bool:
 
     Raises ``OSError`` when the file cannot be locked at all (no lock support).
     """
+    return _try_both(fd) is None
+
+
+def _try_both(fd: int) -> str | None:
+    """None if both locks are now held, else which family refused: "ofd" or "flock"."""
     try:
         fcntl.fcntl(fd, F_OFD_SETLK, pack_flock(fcntl.F_RDLCK))
     except OSError as exc:
         if exc.errno in _BUSY:
-            return False
+            return "ofd"
         raise
-    return _add_flock(fd)
+    return None if _add_flock(fd) else "flock"
 
 
 def release_read_lock(fd: int) -> None:
@@ -119,18 +125,21 @@ def take_read_lock(fd: int, wait: float) -> bool:
     deadline = time.monotonic() + wait
     while True:
         try:
-            if try_read_lock(fd):
-                return True
+            refused = _try_both(fd)
         except OSError:
             return False
+        if refused is None:
+            return True
         left = deadline - time.monotonic()
         if left <= 0:
             return False
-        if not _wait_for_ofd(fd, left):
-            return False
-        # Now holding the OFD lock: the flock family still has to agree.
-        if _add_flock(fd):
-            return True
+        if refused == "ofd":
+            # The kernel wakes the waiter the moment the lock is free (polling would miss it).
+            if not _wait_for_ofd(fd, left):
+                return False
+            if _add_flock(fd):
+                return True
+        # flock has no waiter we could abandon: poll it.
         time.sleep(min(_FLOCK_POLL, max(0.0, deadline - time.monotonic())))
 
 
