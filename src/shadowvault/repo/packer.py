@@ -37,22 +37,36 @@ class OpenPack:
     parts: list[bytes] = field(default_factory=list)
     blobs: list[PackedBlob] = field(default_factory=list)
     size: int = 0
+    data: bytes | None = None
+    """The whole pack once sealed."""
 
-    def add(self, blob_id: bytes, stored: bytes, uncompressed_length: int | None) -> PackedBlob:
-        """Append one encrypted blob; returns its header entry."""
-        entry = PackedBlob(self.type, blob_id, self.size, len(stored), uncompressed_length)
+    def add(self, blob_id: bytes, stored: bytes, uncompressed_length: int | None) -> int:
+        """Append one encrypted blob; returns its position (for ``stored``; entry is ``blobs[i]``)."""
+        self.blobs.append(PackedBlob(self.type, blob_id, self.size, len(stored), uncompressed_length))
         self.parts.append(stored)
-        self.blobs.append(entry)
         self.size += len(stored)
-        return entry
+        return len(self.blobs) - 1
+
+    def stored(self, i: int) -> bytes:
+        """The encrypted bytes of blob ``i``, from the parts or, once released, the sealed pack."""
+        data = self.data
+        if data is None or self.parts:
+            return self.parts[i]
+        e = self.blobs[i]
+        return data[e.offset : e.offset + e.length]
 
     def seal(self, key: crypto.Key) -> tuple[bytes, bytes]:
-        """Append the encrypted header + length; returns (pack id, pack bytes)."""
+        """Append the encrypted header + length; returns (pack id, pack bytes).
+
+        The parts stay until ``release_parts``, so concurrent ``stored`` calls stay valid.
+        """
         self.parts.append(pack.seal_trailer(key, self.blobs))
-        data = b"".join(self.parts)
-        # The joined copy is the only one needed from here on.
-        self.parts = [data]
-        return hash_bytes(data), data
+        self.data = b"".join(self.parts)
+        return hash_bytes(self.data), self.data
+
+    def release_parts(self) -> None:
+        """Drop the per-blob copies after ``seal``: the pack holds the same bytes."""
+        self.parts = []
 
 
 def encode_blob(
@@ -93,7 +107,8 @@ class BlobSaver:
         self._cond = threading.Condition(threading.Lock())
         self._open: dict[BlobType, OpenPack] = {}
         self._reserved: set[tuple[BlobType, bytes]] = set()
-        self._pending: dict[tuple[BlobType, bytes], tuple[PackedBlob, bytes]] = {}
+        # Blob → its open pack and position there, until the pack is in the index.
+        self._pending: dict[tuple[BlobType, bytes], tuple[OpenPack, int]] = {}
         self._inflight = 0
         self._error: BaseException | None = None
 
@@ -137,8 +152,7 @@ class BlobSaver:
             open_pack = self._open.get(t)
             if open_pack is None:
                 open_pack = self._open[t] = OpenPack(t)
-            entry = open_pack.add(blob_id, stored, ulen)
-            self._pending[k] = (entry, stored)
+            self._pending[k] = (open_pack, open_pack.add(blob_id, stored, ulen))
             if open_pack.size >= self.pack_size:
                 full = self._open.pop(t)
                 self._inflight += 1
@@ -156,12 +170,15 @@ class BlobSaver:
             found = self._pending.get(k)
             if found is None:
                 return None
-            entry, stored = found
-            return stored, entry
+            open_pack, i = found
+            return open_pack.stored(i), open_pack.blobs[i]
 
     def _upload(self, open_pack: OpenPack) -> None:
         try:
             pack_id, data = open_pack.seal(self._key)
+            with self._cond:
+                # Pending reads now slice the sealed pack; the blob copies can go.
+                open_pack.release_parts()
             try:
                 self._backend.save(FileType.PACK, pack_id.hex(), data)
             except FileExistsError:
