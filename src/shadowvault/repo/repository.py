@@ -35,7 +35,7 @@ from shadowvault.repo.index import MasterIndex
 from shadowvault.repo.lock import RepoLock, remove_stale_locks
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE, BlobSaver
 
-PACK_READ_WINDOW = 8 * 1024 * 1024
+PACK_READ_WINDOW = 4 * 1024 * 1024
 """Most bytes ``load_pack_blobs`` reads from a pack at once."""
 _MAX_READ_GAP = 256 * 1024
 
