@@ -166,8 +166,12 @@ class ReflinkProvider:
         if clone is None:
             main = main_of(path)
             if main is not None and _is_regular(main):
-                # A companion with no clone kept: it is taken under its main file's lock, alone.
-                clone = self._clone_group(handle, work, main, path)
+                if not os.path.lexists(path):
+                    # Gone (a finished transaction's journal): no need to hold up the writer.
+                    clone = _absent(work)
+                else:
+                    # A companion with no clone kept: it is taken under its main file's lock, alone.
+                    clone = self._clone_group(handle, work, main, path)
             else:
                 clone = self._clone_group(handle, work, path, path)
         try:
@@ -223,7 +227,7 @@ class ReflinkProvider:
         try:
             return _new_clone_of(work, path)
         except FileNotFoundError:
-            return work / f"absent-{os.urandom(8).hex()}"
+            return _absent(work)
         except OSError as exc:
             raise self._clone_error(handle, path, exc) from None
 
@@ -296,6 +300,11 @@ def _is_regular(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def _absent(work: Path) -> Path:
+    """A path in the work dir where nothing exists: what open_file yields for a file that did not."""
+    return work / f"absent-{os.urandom(8).hex()}"
 
 
 def _is_regular_fd(fd: int) -> bool:
