@@ -17,9 +17,18 @@ files (``NAME-journal``, ``NAME-wal``, ``NAME-shm``) and releases the lock at
 once. The companion clones wait in the work dir until the engine asks for
 those files; clones never asked for (excluded files) go with the work dir.
 A companion asked for without such a clone is cloned under its main file's
-lock; if it does not exist at that moment, ``open_file`` yields a path where
-nothing exists, so the engine leaves it out as deleted before it was read
-(reading the live file instead would pair a later journal with an older db).
+lock; if it does not exist then (or when asked), ``open_file`` yields a path
+where nothing exists, so the engine leaves it out as deleted before it was
+read (reading the live file instead would pair a later journal with an older db).
+
+What the lock guarantees: a rollback-journal writer (SQLite's default) holds a
+write lock on the db from its first journal write until the journal is gone,
+so the clones are a committed state. In WAL mode writers and checkpoints lock
+bytes of ``-shm``, not the db; cloning the db before ``-wal`` means the log
+clone holds every frame a running checkpoint was copying, which leaves only a
+log restart between two ioctls uncovered. The cost: while the lock is held
+(about a millisecond per file) a writer gets "busy" and must retry, as it does
+when any reader holds the db at its commit; SQLite's busy timeout absorbs it.
 
 If the lock cannot be had within ``lock_wait`` seconds (an application holding
 it for long), the files are cloned anyway, back to back: each clone is still
