@@ -66,7 +66,7 @@ _BUSY = frozenset({errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK})
 #: Between tries when a flock holder (which we cannot wait on in the kernel) is in the way.
 _FLOCK_POLL = 0.005
 
-#: (st_dev, st_ino) of files whose abandoned lock wait is still pending in a helper thread.
+#: (st_dev, st_ino) of files whose *abandoned* lock wait still hangs in a helper thread.
 _PENDING_WAITS: set[tuple[int, int]] = set()
 _PENDING_GUARD = threading.Lock()
 
@@ -163,27 +163,19 @@ def _wait_for_ofd(fd: int, timeout: float) -> bool:
     key = (st.st_dev, st.st_ino)
     with _PENDING_GUARD:
         if key in _PENDING_WAITS:
-            return False  # an earlier wait still hangs: the holder keeps its lock for long
-        _PENDING_WAITS.add(key)
+            return False  # an earlier wait timed out and still hangs: the holder keeps its lock long
     # Out of descriptors or threads: a clone without the lock beats no clone.
     try:
         dup = os.dup(fd)
     except OSError:
-        _forget_wait(key)
         return False
     waiter = _OfdWaiter(dup, key)
     try:
         waiter.start()
     except RuntimeError:
         os.close(dup)
-        _forget_wait(key)
         return False
     return waiter.result(timeout)
-
-
-def _forget_wait(key: tuple[int, int]) -> None:
-    with _PENDING_GUARD:
-        _PENDING_WAITS.discard(key)
 
 
 class _OfdWaiter(threading.Thread):
@@ -211,18 +203,24 @@ class _OfdWaiter(threading.Thread):
             pass
         finally:
             with self._guard:
-                if granted and self._abandoned:
-                    release_read_lock(self._fd)
+                if self._abandoned:
+                    if granted:
+                        release_read_lock(self._fd)
+                    with _PENDING_GUARD:
+                        _PENDING_WAITS.discard(self._key)
                 self._granted = granted and not self._abandoned
                 self._done.set()
             os.close(self._fd)  # the lock lives on in the caller's descriptor
-            _forget_wait(self._key)
 
     def result(self, timeout: float) -> bool:
         """True if the lock arrived within ``timeout``; otherwise the wait is abandoned."""
         self._done.wait(timeout)
         with self._guard:
             if not self._done.is_set():
+                # Only a wait that hangs on blocks later waits on this file: a finished one must
+                # not, or a busy file's next clone would silently go without the lock.
                 self._abandoned = True
+                with _PENDING_GUARD:
+                    _PENDING_WAITS.add(self._key)
                 return False
             return self._granted
