@@ -32,12 +32,12 @@ class OpenPack:
     """Blobs of one type accumulated for the next pack file."""
 
     type: BlobType
-    # The encrypted blobs are kept as separate parts and joined once at seal:
-    # growing one bytearray with += re-copies it whenever it outgrows its buffer.
+    # The encrypted blobs are kept as separate parts and copied out once at
+    # seal; appending each to one buffer took that copy under the saver's lock.
     parts: list[bytes] = field(default_factory=list)
     blobs: list[PackedBlob] = field(default_factory=list)
     size: int = 0
-    data: bytes | None = None
+    data: bytearray | None = None
     """The whole pack once sealed."""
 
     def add(self, blob_id: bytes, stored: bytes, uncompressed_length: int | None) -> int:
@@ -48,25 +48,28 @@ class OpenPack:
         return len(self.blobs) - 1
 
     def stored(self, i: int) -> bytes:
-        """The encrypted bytes of blob ``i``, from the parts or, once released, the sealed pack."""
-        data = self.data
-        if data is None or self.parts:
+        """The encrypted bytes of blob ``i``, from its part or, once sealed, from the pack."""
+        if self.data is None:
             return self.parts[i]
         e = self.blobs[i]
-        return data[e.offset : e.offset + e.length]
+        return bytes(self.data[e.offset : e.offset + e.length])
 
-    def seal(self, key: crypto.Key) -> tuple[bytes, bytes]:
-        """Append the encrypted header + length; returns (pack id, pack bytes).
+    def seal(self, key: crypto.Key) -> bytearray:
+        """Append the encrypted header + length; returns the pack bytes.
 
-        The parts stay until ``release_parts``, so concurrent ``stored`` calls stay valid.
+        Each part is dropped as soon as it is copied, so the pack is not held twice;
+        callers serialise this with ``stored`` (the BlobSaver lock).
         """
-        self.parts.append(pack.seal_trailer(key, self.blobs))
-        self.data = b"".join(self.parts)
-        return hash_bytes(self.data), self.data
-
-    def release_parts(self) -> None:
-        """Drop the per-blob copies after ``seal``: the pack holds the same bytes."""
+        parts = self.parts
+        parts.append(pack.seal_trailer(key, self.blobs))
+        out = bytearray()
+        for i, part in enumerate(parts):
+            # Large bytearrays grow by mremap on Linux: no re-copy of what is in.
+            out += part
+            parts[i] = b""
         self.parts = []
+        self.data = out
+        return out
 
 
 def encode_blob(
@@ -175,10 +178,10 @@ class BlobSaver:
 
     def _upload(self, open_pack: OpenPack) -> None:
         try:
-            pack_id, data = open_pack.seal(self._key)
             with self._cond:
-                # Pending reads now slice the sealed pack; the blob copies can go.
-                open_pack.release_parts()
+                # Under the lock: pending_blob reads the parts this consumes.
+                data = open_pack.seal(self._key)
+            pack_id = hash_bytes(data)
             try:
                 self._backend.save(FileType.PACK, pack_id.hex(), data)
             except FileExistsError:
