@@ -164,25 +164,31 @@ def test_file_held_open_for_writing(
         assert any("held.db" in line and "[suspect:" in line for line in listing.splitlines())
 
 
-def test_writer_that_leaves_lets_deny_write_succeed_on_retry(repo: Path, src: Path) -> None:
-    held = src / "briefly.db"
-    held.write_bytes(b"y" * 5000)
-    writer = start(HOLD, str(held), "2")
+def api_backup(repo: Path, options: BackupOptions, writer: subprocess.Popen[str]) -> tuple[int, ListSink]:
+    """Run a session through the Python API (events in order), then stop the writer."""
     r = Repository.open(LocalBackend(repo), PASSWORD)
     r.load_index()
     sink = ListSink()
-    options = BackupOptions(
-        sources=[str(src)],
-        strategy=Strategy.DENY_WRITE,
-        retry=RetryPolicy(times=5, interval=1, on_change=False),
-    )
     try:
         with r.lock():
             result = BackupSession(r, options, sink).run()
     finally:
         stop(writer)
+    return result.exit_code, sink
+
+
+def test_writer_that_leaves_lets_deny_write_succeed_on_retry(repo: Path, src: Path) -> None:
+    held = src / "briefly.db"
+    held.write_bytes(b"y" * 5000)
+    writer = start(HOLD, str(held), "2")
+    options = BackupOptions(
+        sources=[str(src)],
+        strategy=Strategy.DENY_WRITE,
+        retry=RetryPolicy(times=5, interval=1, on_change=False),
+    )
+    code, sink = api_backup(repo, options, writer)
     done = {e.path: e for e in sink.events if isinstance(e, FileDone)}
-    assert result.exit_code == 0
+    assert code == 0
     assert done[str(held)].outcome["class"] == "ok"
     assert int(done[str(held)].outcome["attempts"]) > 1
 
@@ -195,25 +201,18 @@ def test_retries_do_not_stall_the_session(repo: Path, tmp_path: Path) -> None:
     for i in range(1000):
         (src / "a" / f"small-{i:04d}.txt").write_text(f"file {i}\n")
     writer = start(HOLD, str(blocked), "300")
-    r = Repository.open(LocalBackend(repo), PASSWORD)
-    r.load_index()
-    sink = ListSink()
     options = BackupOptions(
         sources=[str(src)],
         strategy=Strategy.DENY_WRITE,
         retry=RetryPolicy(times=3, interval=5, on_change=False),
     )
-    try:
-        with r.lock():
-            result = BackupSession(r, options, sink).run()
-    finally:
-        stop(writer)
+    code, sink = api_backup(repo, options, writer)
     order = [e.path for e in sink.events if isinstance(e, FileDone)]
     assert len(order) == 1001
     assert order[-1] == str(blocked), "the waiting file held up the others"
     last = [e for e in sink.events if isinstance(e, FileDone)][-1]
     assert last.outcome["class"] == "failed" and last.outcome["attempts"] == 4
-    assert result.exit_code == 3
+    assert code == 3
 
 
 def test_prevent_write_against_sqlite_gives_consistent_copies(repo: Path, src: Path, tmp_path: Path) -> None:
