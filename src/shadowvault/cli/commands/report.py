@@ -91,7 +91,13 @@ def run(app: App, args: argparse.Namespace) -> int:
     """Print a table of problem files and a summary line (or one JSON document)."""
     target: str = args.target
     if target.isdigit():
-        report = _from_session(app, int(target), args.all)
+        try:
+            report = _from_session(app, int(target), args.all)
+        except UsageError:
+            # A snapshot id prefix can be all digits too ("9157301631"): try that before giving up.
+            if len(target) < 4:
+                raise
+            report = _from_snapshot(app, target, args.all)
     elif target != "latest" and not all(c in "0123456789abcdefABCDEF" for c in target):
         raise UsageError(f"{target!r} is neither a session number nor a snapshot id (hex digits or 'latest')")
     else:
