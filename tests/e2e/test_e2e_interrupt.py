@@ -37,19 +37,45 @@ def test_interrupted_backup_leaves_a_checkable_repository(tmp_path: Path, sig: s
     src = tmp_path / "src"
     _big_source(src)
     sv("init", repo=repo)
+    # A file held open for writing keeps the session waiting for its retry after everything else
+    # was uploaded, so the interruption reliably lands mid-session, with packs already indexed.
+    held = src / "zz-held.log"
+    held.write_text("held\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'ab'); time.sleep(300)", str(held)]
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shadowvault", "backup", "--pack-size", "4", str(src)],
+        [
+            sys.executable,
+            "-m",
+            "shadowvault",
+            "backup",
+            "--pack-size",
+            "4",
+            "--open-files",
+            "deny-write",
+            "--retry-times",
+            "3",
+            "--retry-interval",
+            "60",
+            str(src),
+        ],
         env=env(repo),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    deadline = time.monotonic() + 120
-    # Interrupt once some packs are indexed (the session checkpoints its index every few packs).
-    while not any((repo / "index").iterdir()) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the backup finished before it could be interrupted"
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 120
+        while not any((repo / "index").iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the backup finished before it could be interrupted"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+        proc.kill()
+    held.unlink()
     assert proc.returncode != 0
     assert b"Traceback" not in err
     assert not list((repo / "snapshots").iterdir())

@@ -541,11 +541,13 @@ class BackupSession:
             self._maybe_progress(att)
         return total
 
-    def _maybe_checkpoint(self) -> None:
-        """Index uploaded packs every few packs or minutes, so a killed session's data is reused."""
+    def _maybe_checkpoint(self, *, idle: bool = False) -> None:
+        """Index uploaded packs every few packs or minutes (or whenever the session is only
+        waiting for retries), so a killed session's data is reused by the next one."""
         now = time.monotonic()
         pending = self.repo.unindexed_packs()
-        if pending >= _CHECKPOINT_PACKS or (pending and now - self._last_checkpoint >= _CHECKPOINT_SECONDS):
+        due = idle or pending >= _CHECKPOINT_PACKS or now - self._last_checkpoint >= _CHECKPOINT_SECONDS
+        if pending and due:
             self.repo.checkpoint()
             self._last_checkpoint = now
 
@@ -591,6 +593,7 @@ class BackupSession:
             if due is not None:
                 delay = due - time.monotonic()
                 if delay > 0:
+                    self._maybe_checkpoint(idle=True)
                     time.sleep(min(delay, 0.5))
             self._poll_retries()
 
