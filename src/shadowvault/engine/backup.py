@@ -21,6 +21,7 @@ import dataclasses
 import getpass
 import os
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -150,7 +151,9 @@ class BackupSession:
         self._inflight: deque[Future[bytes]] = deque()
         self._chunker = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
         self._buf = bytearray(MIN_CHUNK)
-        self._added_lock_free: list[int] = [0, 0]  # blobs, bytes (updated from workers; GIL-atomic adds)
+        # Blobs and bytes added, updated by the worker threads (`+=` is not atomic across threads).
+        self._added = [0, 0]
+        self._added_lock = threading.Lock()
         self.sources = sorted({_abs(s) for s in options.sources})
         excludes = list(options.excludes)
         if options.use_default_excludes:
@@ -230,15 +233,15 @@ class BackupSession:
                 files_unchanged=self.counts.unchanged,
                 files_read=self.counts.files_read,
                 bytes_read=self.counts.bytes_read,
-                data_blobs_added=self._added_lock_free[0],
-                bytes_added=self._added_lock_free[1],
+                data_blobs_added=self._added[0],
+                bytes_added=self._added[1],
                 data_packs_written=getattr(self.repo, "data_packs_written", 0),
                 duration=time.time() - start,
                 exit_code=code,
                 partial=self._stopping,
             )
         )
-        self.counts.data_blobs_added, self.counts.bytes_added = self._added_lock_free
+        self.counts.data_blobs_added, self.counts.bytes_added = self._added
         return BackupResult(snapshot_id, self.counts, code, self.outcomes, self._stopping)
 
     # ----- parent snapshot ----------------------------------------------------------------------
@@ -561,8 +564,9 @@ class BackupSession:
     def _save(self, data: bytes) -> bytes:
         blob_id, added = self.repo.save_blob(BlobType.DATA, data)
         if added:
-            self._added_lock_free[0] += 1
-            self._added_lock_free[1] += len(data)
+            with self._added_lock:
+                self._added[0] += 1
+                self._added[1] += len(data)
         return blob_id
 
     def _wait_inflight(self, limit: int) -> None:
