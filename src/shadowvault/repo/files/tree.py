@@ -46,6 +46,11 @@ def _is_print(ch: str) -> bool:
 
 def go_quote(raw: bytes) -> str:
     """Go ``strconv.Quote(raw)`` without the surrounding double quotes."""
+    if raw.isascii():
+        text = raw.decode("ascii")
+        # Printable ASCII needs no escape but for the quote and the backslash: the common case.
+        if text.isprintable() and '"' not in text and "\\" not in text:
+            return text
     out: list[str] = []
     for ch in raw.decode("utf-8", "surrogateescape"):
         cp = ord(ch)
@@ -68,6 +73,8 @@ def go_quote(raw: bytes) -> str:
 
 def go_unquote(text: str) -> bytes:
     """Inverse of :func:`go_quote` (Go ``strconv.Unquote`` of ``'"' + text + '"'``)."""
+    if "\\" not in text:
+        return text.encode("utf-8", "surrogateescape")
     out = bytearray()
     i = 0
     n = len(text)
