@@ -23,6 +23,9 @@ __all__ = ["PASSWORD", "Tool", "last_json", "restic_tool", "shadowvault_tool", "
 PASSWORD = "bench-password-not-secret"
 # Variables that would point either tool at another repository, config or password.
 _SCRUB = (
+    # An installed program has its bytecode cached; a session that disables .pyc writing would
+    # make every shadowvault start compile its modules again (~0.5 s), which no user pays.
+    "PYTHONDONTWRITEBYTECODE",
     "SHADOWVAULT_REPOSITORY",
     "SHADOWVAULT_CONFIG",
     "SHADOWVAULT_PASSWORD",
