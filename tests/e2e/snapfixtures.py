@@ -16,12 +16,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import require_binary, require_root
+from loopfs import sh
 from shadowvault.engine.backup import BackupOptions, BackupSession
 from shadowvault.engine.events import Event, EventSink, FileDone
 from shadowvault.repo import LocalBackend, Repository
@@ -29,59 +29,6 @@ from treeutil import PASSWORD, env, sv
 
 #: Hidden names every provider gives its snapshots and work dirs (prefix "shadowvault").
 HIDDEN_PREFIX = ".shadowvault"
-
-
-def sh(*argv: str) -> str:
-    """Run a command that must succeed; return its stdout."""
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, f"{argv}: exit {proc.returncode}: {proc.stderr}"
-    return proc.stdout
-
-
-def _umount(mount_point: Path) -> None:
-    # A writer killed a moment ago may still hold the fs busy: retry briefly, then detach lazily.
-    for _ in range(30):
-        if not os.path.ismount(mount_point):
-            return
-        if subprocess.run(["umount", str(mount_point)], capture_output=True, check=False).returncode == 0:
-            return
-        time.sleep(0.1)
-    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
-
-
-@contextmanager
-def loop_fs(workdir: Path, fs_type: str, *, size: str, mkfs_args: Sequence[str] = ()) -> Iterator[Path]:
-    """A fresh file system in a sparse image, loop-mounted at ``workdir/mnt-<type>``."""
-    require_root()
-    require_binary(f"mkfs.{fs_type}")
-    require_binary("losetup")
-    image = workdir / f"{fs_type}.img"
-    mount_point = workdir / f"mnt-{fs_type}"
-    mount_point.mkdir()
-    sh("truncate", "-s", size, str(image))
-    sh(f"mkfs.{fs_type}", "-q", *mkfs_args, str(image))
-    device = sh("losetup", "--find", "--show", str(image)).strip()
-    try:
-        sh("mount", device, str(mount_point))
-        try:
-            yield mount_point
-        finally:
-            _umount(mount_point)
-    finally:
-        subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
-
-
-@contextmanager
-def tmpfs(workdir: Path) -> Iterator[Path]:
-    """A small tmpfs of our own (no provider can snapshot it)."""
-    require_root()
-    mount_point = workdir / "mnt-tmpfs"
-    mount_point.mkdir()
-    sh("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point))
-    try:
-        yield mount_point
-    finally:
-        _umount(mount_point)
 
 
 def dead_pid() -> int:

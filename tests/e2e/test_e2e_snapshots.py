@@ -32,21 +32,19 @@ from snapfixtures import (
     last_session_warnings,
     leftovers,
     live_reasons,
-    loop_fs,
     make_big_source,
     repo_snapshots,
     restored,
-    sh,
     signal_mid_backup,
     small_tree,
     stored_entries,
     summary,
-    tmpfs,
     warnings,
     writer,
 )
 
 from conftest import require_binary
+from loopfs import loop_fs, sh, tmpfs
 from shadowvault.engine.backup import BackupOptions
 from shadowvault.engine.events import FileDone, ListSink, Warning_
 from shadowvault.errors import SnapshotError

@@ -2,58 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-
-from tests.conftest import require_binary, require_root
+from collections.abc import Callable, Sequence
 
 from shadowvault.snapshots.commands import CommandResult
-
-
-def sh(*argv: str) -> str:
-    """Run a command that must succeed; return its stdout."""
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, f"{argv}: {proc.stderr}"
-    return proc.stdout
-
-
-@contextmanager
-def loop_fs(
-    tmp_path: Path, fs_type: str, *, size: str = "300M", mkfs_args: Sequence[str] = ()
-) -> Iterator[Path]:
-    """A fresh file system in a sparse image, loop-mounted; always unmounted and detached."""
-    require_root()
-    require_binary(f"mkfs.{fs_type}")
-    require_binary("losetup")
-    image = tmp_path / f"{fs_type}.img"
-    mount_point = tmp_path / f"mnt-{fs_type}"
-    mount_point.mkdir()
-    sh("truncate", "-s", size, str(image))
-    sh(f"mkfs.{fs_type}", "-q", *mkfs_args, str(image))
-    device = sh("losetup", "--find", "--show", str(image)).strip()
-    try:
-        sh("mount", device, str(mount_point))
-        try:
-            yield mount_point
-        finally:
-            _umount(mount_point)
-    finally:
-        subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
-
-
-def _umount(mount_point: Path) -> None:
-    # Mounts made inside the fs (e.g. by a failed test) go first; retry briefly if busy.
-    for _ in range(20):
-        if not os.path.ismount(mount_point):
-            return
-        if subprocess.run(["umount", str(mount_point)], capture_output=True, check=False).returncode == 0:
-            return
-        time.sleep(0.1)
-    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
 
 
 def dead_pid() -> int:

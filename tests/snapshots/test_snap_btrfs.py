@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.snapshots.snap_helpers import dead_pid, loop_fs, sh
+from tests.snapshots.snap_helpers import dead_pid
 
+from loopfs import loop_fs, sh
 from shadowvault.errors import SnapshotError
 from shadowvault.snapshots import SnapshotMode, SnapshotSession, Volume
 from shadowvault.snapshots.btrfs import BtrfsProvider

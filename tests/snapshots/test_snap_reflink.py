@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.snapshots.snap_helpers import dead_pid, loop_fs
+from tests.snapshots.snap_helpers import dead_pid
 
+from loopfs import loop_fs
 from shadowvault.errors import SnapshotError
 from shadowvault.snapshots import SnapshotMode, SnapshotSession, Unsupported, Volume
 from shadowvault.snapshots.reflink import ReflinkProvider

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from tests.snapshots.snap_helpers import loop_fs
 
+from loopfs import loop_fs
 from shadowvault.snapshots.filelock import companions_of, main_of
 from shadowvault.snapshots.model import Handle, Volume
 from shadowvault.snapshots.reflink import ReflinkProvider
