@@ -20,7 +20,7 @@ from shadowvault.errors import SnapshotError
 from shadowvault.snapshots.commands import Runner, check, first_error_line, run_command
 from shadowvault.snapshots.interface import SnapshotProvider, same_path, translate_under
 from shadowvault.snapshots.model import Handle, Unsupported, Volume, split_session
-from shadowvault.snapshots.mounts import findmnt_argv, parse_findmnt
+from shadowvault.snapshots.mounts import describe_mount
 
 __all__ = [
     "DEFAULT_MOUNT_BASE",
@@ -125,12 +125,9 @@ class LvmProvider:
 
     def supports(self, path: Path) -> Volume | Unsupported:
         """The LV mounted at ``path``'s mount point, if it is an origin LV."""
-        found = self._run(findmnt_argv(path))
-        mount = parse_findmnt(found.stdout) if found.ok else None
-        if mount is None:
-            return Unsupported(
-                self.name, f"findmnt cannot tell the mount of {path}: {first_error_line(found)}"
-            )
+        mount = describe_mount(self._run, path, self.name)
+        if isinstance(mount, Unsupported):
+            return mount
         source = mount.get("SOURCE", "").split("[", 1)[0]
         if not source.startswith("/dev/"):
             return Unsupported(

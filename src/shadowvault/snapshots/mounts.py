@@ -13,6 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shadowvault.snapshots.commands import Runner, first_error_line
+from shadowvault.snapshots.model import Unsupported
+
 __all__ = [
     "FINDMNT_COLUMNS",
     "PSEUDO_FS_TYPES",
@@ -160,3 +163,12 @@ def parse_findmnt(text: str) -> dict[str, str] | None:
         key: _HEX_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
         for key, value in _PAIR.findall(lines[-1])
     }
+
+
+def describe_mount(run: Runner, path: Path, provider: str) -> dict[str, str] | Unsupported:
+    """The ``findmnt`` description of the mount holding ``path``, or why ``provider`` cannot tell."""
+    found = run(findmnt_argv(path))
+    mount = parse_findmnt(found.stdout) if found.ok else None
+    if mount is None:
+        return Unsupported(provider, f"findmnt cannot tell the mount of {path}: {first_error_line(found)}")
+    return mount

@@ -15,7 +15,7 @@ from shadowvault.errors import SnapshotError
 from shadowvault.snapshots.commands import Runner, check, first_error_line, run_command
 from shadowvault.snapshots.interface import SnapshotProvider, same_path, translate_under
 from shadowvault.snapshots.model import Handle, Unsupported, Volume, split_session
-from shadowvault.snapshots.mounts import findmnt_argv, parse_findmnt
+from shadowvault.snapshots.mounts import describe_mount
 
 __all__ = ["ZfsProvider", "parse_stale_snapshots", "snapshot_name"]
 
@@ -54,12 +54,9 @@ class ZfsProvider:
 
     def supports(self, path: Path) -> Volume | Unsupported:
         """The dataset mounted where ``path`` lives, confirmed by ``zfs list``."""
-        found = self._run(findmnt_argv(path))
-        mount = parse_findmnt(found.stdout) if found.ok else None
-        if mount is None:
-            return Unsupported(
-                self.name, f"findmnt cannot tell the mount of {path}: {first_error_line(found)}"
-            )
+        mount = describe_mount(self._run, path, self.name)
+        if isinstance(mount, Unsupported):
+            return mount
         if mount.get("FSTYPE") != "zfs":
             return Unsupported(self.name, f"{mount.get('TARGET')} is {mount.get('FSTYPE')}, not zfs")
         dataset = mount.get("SOURCE", "")
