@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,6 +98,22 @@ def repo(tmp_path: Path) -> Path:
     return path
 
 
+def snapshot_rounds(src: Path, repo: Path, runs: int, left: Callable[[], list[str]]) -> list[str]:
+    """``runs`` backups with snapshot=auto: each exits 0, every file read is ok from a snapshot (no
+    live reads), nothing is left behind; returns the snapshot ids."""
+    ids: list[str] = []
+    for _ in range(runs):
+        p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
+        assert p.returncode == 0, p.stdout + p.stderr
+        s = summary(p.stdout)
+        assert s["files_suspect"] == 0 and s["files_failed"] == 0, p.stdout
+        assert s["files_read"] >= 1 and s["files_ok"] == s["files_read"], p.stdout
+        assert live_reasons(warnings(p.stdout)) == [], p.stdout
+        assert left() == []
+        ids.append(str(s["snapshot_id"]))
+    return ids
+
+
 # ---- 1. SQLite on btrfs ------------------------------------------------------------------------
 
 
@@ -107,18 +123,9 @@ def test_sqlite_under_a_writer_on_btrfs_restores_intact_five_times(
 ) -> None:
     src = fresh_dir(btrfs / "vol", f"sqlite-{journal}")
     db = src / "app.db"
-    ids: list[str] = []
     runs = 5 if journal == "DELETE" else 3  # WAL: fewer runs keep the module fast
     with writer(SQLITE_WRITER, str(db), journal):
-        for _ in range(runs):
-            p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
-            assert p.returncode == 0, p.stdout + p.stderr
-            s = summary(p.stdout)
-            assert s["files_suspect"] == 0 and s["files_failed"] == 0, p.stdout
-            assert s["files_read"] >= 1 and s["files_ok"] == s["files_read"], p.stdout
-            assert live_reasons(warnings(p.stdout)) == [], p.stdout
-            assert leftovers(btrfs, btrfs / "vol", btrfs=True) == []
-            ids.append(str(s["snapshot_id"]))
+        ids = snapshot_rounds(src, repo, runs, lambda: leftovers(btrfs, btrfs / "vol", btrfs=True))
     listed = [json.loads(line) for line in sv("ls", ids[-1], "--json", repo=repo).stdout.splitlines()]
     paths = {str(entry.get("path")) for entry in listed}
     assert str(db) in paths and not any(".shadowvault" in p for p in paths), sorted(paths)
@@ -146,18 +153,9 @@ def test_sqlite_under_a_writer_on_xfs_reflink_restores_intact(
 ) -> None:
     src = fresh_dir(xfs, f"sqlite-{journal}")
     db = src / "app.db"
-    ids: list[str] = []
     runs = 5 if journal == "DELETE" else 3  # WAL: fewer runs keep the module fast
     with writer(SQLITE_WRITER, str(db), journal):
-        for _ in range(runs):
-            p = sv("backup", "--snapshot", "auto", "--json", str(src), repo=repo, check=False)
-            assert p.returncode == 0, p.stdout + p.stderr
-            s = summary(p.stdout)
-            assert s["files_suspect"] == 0 and s["files_failed"] == 0, p.stdout
-            assert s["files_read"] >= 1 and s["files_ok"] == s["files_read"], p.stdout
-            assert live_reasons(warnings(p.stdout)) == [], p.stdout
-            assert leftovers(xfs, src, btrfs=False) == []
-            ids.append(str(s["snapshot_id"]))
+        ids = snapshot_rounds(src, repo, runs, lambda: leftovers(xfs, src, btrfs=False))
     for n, sid in enumerate(ids):
         target = tmp_path / f"restore-{n}"
         if n == 0:
