@@ -541,7 +541,7 @@ class BackupSession:
         for chunk in self._chunker.cut_stream(reader):
             chunks.append(self._submit(bytes(chunk.data)))
             total += chunk.length
-            self._maybe_progress(att)
+            self._maybe_progress()
         return total
 
     def _maybe_checkpoint(self, *, idle: bool = False) -> None:
@@ -606,7 +606,7 @@ class BackupSession:
     def _warn(self, message: str) -> None:
         self.sink(Warning_(message))
 
-    def _maybe_progress(self, att: Any = None) -> None:
+    def _maybe_progress(self) -> None:
         now = time.monotonic()
         if now - self._last_progress >= _PROGRESS_EVERY:
             self._last_progress = now
