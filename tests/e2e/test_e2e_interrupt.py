@@ -16,8 +16,8 @@ from conftest import require_binary
 from treeutil import env, restic, sv
 
 
-def _packs(repo: Path) -> int:
-    return sum(1 for p in (repo / "data").rglob("*") if p.is_file())
+def _indexed(repo: Path) -> bool:
+    return any(not p.name.startswith(".") for p in (repo / "index").iterdir())
 
 
 def _big_source(path: Path, files: int = 12, size: int = 24 * 1024 * 1024) -> None:
@@ -66,7 +66,9 @@ def test_interrupted_backup_leaves_a_checkable_repository(tmp_path: Path, sig: s
     )
     try:
         deadline = time.monotonic() + 120
-        while not any((repo / "index").iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        # Wait for a published index file: a hidden `.tmp-*` name is one still being written, and an
+        # interruption then may leave no index at all (which is correct, but tests nothing here).
+        while not _indexed(repo) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         assert proc.poll() is None, "the backup finished before it could be interrupted"
         proc.send_signal(sig)
