@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from dataset import ensure_dataset, spec_for_size
-from measure import prepare_caches, run_measured
+from measure import claim_workdir, prepare_caches, run_measured
 from tools import shadowvault_tool, tool_env
 
 HERE = Path(__file__).resolve().parent
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--size-gib", type=float, default=1.0)
     p.add_argument("--data-dir", type=Path, default=HERE / "data")
-    p.add_argument("--workdir", type=Path, default=HERE / "work" / "profile")
+    p.add_argument("--workdir", type=Path, default=HERE / "work-profile")
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy", help="py-spy executable")
     p.add_argument("--rate", type=int, default=250, help="samples per second")
     p.add_argument("--gil", action="store_true", help="only samples of the thread holding the GIL")
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     source = (args.data_dir / f"dataset-{spec.digest()}").resolve()
     ensure_dataset(source, spec)
     work = args.workdir.resolve()
+    claim_workdir(work)
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)

@@ -109,3 +109,23 @@ def warm_tree(root: Path) -> int:
                 while chunk := f.read(1 << 20):
                     total += len(chunk)
     return total
+
+
+def claim_workdir(path: Path) -> int:
+    """Hold an exclusive lock beside ``path`` for this process's life; exit with one line if taken.
+
+    Two benchmark runs sharing a work directory would empty each other's repositories mid-run
+    (each starts by removing it), which shows up as baffling tool failures rather than a clear cause.
+    Returns the lock's file descriptor, kept open until the process exits.
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent / f".{path.name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        msg = f"{path} is in use by another benchmark run: pass --workdir DIR to run beside it"
+        raise SystemExit(msg) from None
+    return fd

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataset import ensure_dataset, spec_for_size
-from measure import CacheMode, Measurement, can_drop_caches, prepare_caches, run_measured, warm_tree
+from measure import (
+    CacheMode,
+    Measurement,
+    can_drop_caches,
+    claim_workdir,
+    prepare_caches,
+    run_measured,
+    warm_tree,
+)
 from tools import Tool, restic_tool, shadowvault_tool, tool_env
 from verify import SourceHashes, restored_root, verify_restore
 
@@ -272,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     spec = spec_for_size(args.size_gib, args.seed)
     source = (args.data_dir / f"dataset-{spec.digest()}").resolve()
+    claim_workdir(args.workdir.resolve())
     workdir = _fresh(args.workdir.resolve())
     workdir.mkdir(parents=True)
 
