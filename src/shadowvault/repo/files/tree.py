@@ -193,13 +193,22 @@ class Node:
                 linktarget = d.get("linktarget") or ""
             content = d.get("content")
             subtree = d.get("subtree")
+            name = d["name"]
+            # Plain ASCII without escapes is its own unquoted, decoded form: most names are.
+            if type(name) is not str or not name.isascii() or "\\" in name:
+                name = _fsdecode(go_unquote(name))
+            # The three timestamps are often the same string: parse it once.
+            mtime_text, atime_text, ctime_text = d.get("mtime"), d.get("atime"), d.get("ctime")
+            mtime = _time(mtime_text)
+            atime = mtime if atime_text == mtime_text else _time(atime_text)
+            ctime = mtime if ctime_text == mtime_text else _time(ctime_text)
             return cls(
-                name=_fsdecode(go_unquote(d["name"])),
+                name=name,
                 type=d["type"],
                 mode=int(d.get("mode") or 0),
-                mtime=_time(d.get("mtime")),
-                atime=_time(d.get("atime")),
-                ctime=_time(d.get("ctime")),
+                mtime=mtime,
+                atime=atime,
+                ctime=ctime,
                 uid=int(d.get("uid") or 0),
                 gid=int(d.get("gid") or 0),
                 user=d.get("user") or "",
@@ -217,7 +226,7 @@ class Node:
                 content=None if content is None else [parse_id(c) for c in content],
                 subtree=None if subtree is None else parse_id(subtree),
                 error=d.get("error") or "",
-                extra={k: v for k, v in d.items() if k not in _KNOWN_KEYS},
+                extra={} if d.keys() <= _KNOWN_KEYS else {k: v for k, v in d.items() if k not in _KNOWN_KEYS},
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"tree node lacks a valid field: {exc}") from exc
