@@ -146,6 +146,29 @@ def _normalise(path: bytes) -> bytes:
     return path
 
 
+_Combined = tuple[re.Pattern[bytes] | None, re.Pattern[bytes] | None, re.Pattern[bytes] | None]
+
+
+def _combine(regexes: list[bytes], flags: int) -> _Combined:
+    """Patterns' regexes joined into (anchored, starting at a slash, other) alternations.
+
+    One alternation scans each path once however many patterns there are. Split this way the
+    regex engine can use what the alternatives share: the anchored ones are tried at the start
+    of the path only (``match``), and the rest, which start with a literal ``/``, only where the
+    path has a slash, instead of every alternative at every position.
+    """
+    anchored = [r[2:] for r in regexes if r.startswith(rb"\A")]
+    at_slash = [r[1:] for r in regexes if r.startswith(b"/")]
+    other = [r for r in regexes if not r.startswith((rb"\A", b"/"))]
+
+    def join(prefix: bytes, parts: list[bytes]) -> re.Pattern[bytes] | None:
+        if not parts:
+            return None
+        return re.compile(prefix + b"(?:" + b"|".join(b"(?:" + p + b")" for p in parts) + b")", flags)
+
+    return join(b"", anchored), join(b"/", at_slash), join(b"", other)
+
+
 class ExcludeMatcher:
     """A list of exclude patterns compiled once into two regular expressions.
 
@@ -156,16 +179,8 @@ class ExcludeMatcher:
     def __init__(self, patterns: list[str], *, case_insensitive: bool = False) -> None:
         self._compiled = [compile_pattern(p, case_insensitive=case_insensitive) for p in patterns if p]
         flags = re.IGNORECASE if case_insensitive else 0
-        if self._compiled:
-            # One alternation scans each path once, however many patterns there are.
-            self._file_re: re.Pattern[bytes] | None = re.compile(
-                b"|".join(b"(?:" + c.file_re.pattern + b")" for c in self._compiled), flags
-            )
-            self._dir_re: re.Pattern[bytes] | None = re.compile(
-                b"|".join(b"(?:" + c.dir_re.pattern + b")" for c in self._compiled), flags
-            )
-        else:
-            self._file_re = self._dir_re = None
+        self._file_res = _combine([c.file_re.pattern for c in self._compiled], flags)
+        self._dir_res = _combine([c.dir_re.pattern for c in self._compiled], flags)
 
     @property
     def patterns(self) -> list[str]:
@@ -180,10 +195,15 @@ class ExcludeMatcher:
 
     def matches(self, path: bytes, is_dir: bool) -> bool:
         """True when ``path`` (or a directory above it) is excluded by some pattern."""
-        regex = self._dir_re if is_dir else self._file_re
-        if regex is None:
+        anchored, at_slash, other = self._dir_res if is_dir else self._file_res
+        if anchored is at_slash is other is None:
             return False
-        return regex.search(_normalise(path)) is not None
+        norm = _normalise(path)
+        return (
+            (anchored is not None and anchored.match(norm) is not None)
+            or (at_slash is not None and at_slash.search(norm) is not None)
+            or (other is not None and other.search(norm) is not None)
+        )
 
     def first_match(self, path: bytes, is_dir: bool) -> str | None:
         """The first pattern that excludes ``path``, or ``None`` (for "why was this skipped")."""

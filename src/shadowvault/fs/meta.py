@@ -70,6 +70,18 @@ class FileMeta:
         return stat.S_IMODE(self.mode)
 
 
+_S_IFMT = 0o170000
+_KINDS: dict[int, FileKind] = {
+    stat.S_IFREG: "file",
+    stat.S_IFDIR: "dir",
+    stat.S_IFLNK: "symlink",
+    stat.S_IFBLK: "dev",
+    stat.S_IFCHR: "chardev",
+    stat.S_IFIFO: "fifo",
+    stat.S_IFSOCK: "socket",
+}
+
+
 def kind_of(mode: int) -> FileKind:
     """Map an ``st_mode`` to the file kind; ``ValueError`` for a type Linux does not have."""
     if stat.S_ISREG(mode):
@@ -126,6 +138,8 @@ def read_xattrs(path: bytes) -> list[tuple[str, bytes]]:
             return []
         raise
     result: list[tuple[str, bytes]] = []
+    if not names:
+        return result
     for attr in sorted(names):
         try:
             value = os.getxattr(path, attr, follow_symlinks=False)
@@ -145,18 +159,34 @@ def read_meta(path: bytes, *, with_xattrs: bool = True) -> FileMeta:
     tree hand it to their error function. ``name`` is the last path component (``b""`` for ``/``).
     """
     st = os.lstat(path)
-    kind = kind_of(st.st_mode)
+    mode = st.st_mode
+    kind = _KINDS.get(mode & _S_IFMT) or kind_of(mode)
     linktarget = os.readlink(path) if kind == "symlink" else None
     # Every kind can carry xattrs (security.selinux labels on device nodes, for instance).
     xattrs = read_xattrs(path) if with_xattrs else []
-    return FileMeta(
-        name=os.path.basename(path.rstrip(b"/")) if path != b"/" else b"",
+    if path.endswith(b"/"):
+        name = os.path.basename(path.rstrip(b"/")) if path != b"/" else b""
+    else:
+        name = path.rpartition(b"/")[2]
+    uid, gid = st.st_uid, st.st_gid
+    user = _user_names.get(uid)
+    if user is None:
+        user = user_name(uid)
+    group = _group_names.get(gid)
+    if group is None:
+        group = group_name(gid)
+    # The generated __init__ of a frozen dataclass sets each of the 17 fields through
+    # object.__setattr__, which costs more than the lstat itself; filling the instance dict
+    # directly gives the same object (equal, hashable, still frozen) once per walked entry.
+    meta: FileMeta = object.__new__(FileMeta)
+    meta.__dict__.update(
+        name=name,
         kind=kind,
-        mode=st.st_mode,
-        uid=st.st_uid,
-        gid=st.st_gid,
-        user=user_name(st.st_uid),
-        group=group_name(st.st_gid),
+        mode=mode,
+        uid=uid,
+        gid=gid,
+        user=user,
+        group=group,
         inode=st.st_ino,
         device=st.st_dev,
         rdev=st.st_rdev,
@@ -168,3 +198,4 @@ def read_meta(path: bytes, *, with_xattrs: bool = True) -> FileMeta:
         linktarget=linktarget,
         xattrs=xattrs,
     )
+    return meta
