@@ -15,12 +15,12 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from shadowvault.fs import FileMeta
 from shadowvault.repo import Node, Tree
 
-from .nodes import node_from_meta
+from .nodes import equals_meta_node, node_from_meta, node_name
 
 
 @dataclass
@@ -83,9 +83,11 @@ class TreeBuilder:
     def try_seal(self, d: PendingDir) -> None:
         """Save ``d``'s tree if it is fully listed and no child is pending, then propagate upward."""
         while d.listed and d.pending == 0:
-            nodes = [s.node() if isinstance(s, PendingFile) else s for s in d.slots if s is not None]
-            nodes.sort(key=lambda n: os.fsencode(n.name))
-            tree_id = _unchanged_tree(d, nodes) or self._save_tree(Tree(nodes=nodes))
+            tree_id = _unchanged_tree(d)
+            if tree_id is None:
+                nodes = [s.node() if isinstance(s, PendingFile) else s for s in d.slots if s is not None]
+                nodes.sort(key=lambda n: os.fsencode(n.name))
+                tree_id = self._save_tree(Tree(nodes=nodes))
             parent = d.parent
             if parent is None:
                 self.root_id = tree_id
@@ -96,15 +98,32 @@ class TreeBuilder:
             d = parent
 
 
-def _unchanged_tree(d: PendingDir, nodes: list[Node]) -> bytes | None:
-    """The parent snapshot's tree id when every node is identical to the parent's.
+def _unchanged_tree(d: PendingDir) -> bytes | None:
+    """The parent snapshot's tree id when every node of ``d`` is identical to the parent's.
 
     Most directories of an incremental backup are unchanged; skipping their JSON encoding and
-    hashing is most of the cost of a no-change run.
+    hashing is most of the cost of a no-change run. Files whose content was reused are compared
+    with their metadata directly, so their nodes are built only when the tree has to be written.
     """
     old = d.parent_nodes
-    if d.parent_tree is None or old is None or len(old) != len(nodes):
+    if d.parent_tree is None or old is None:
         return None
-    if all(old.get(n.name) == n for n in nodes):
-        return d.parent_tree
-    return None
+    count = 0
+    for s in d.slots:
+        if s is None:
+            continue
+        count += 1
+        if isinstance(s, PendingFile):
+            prev = old.get(node_name(s.meta.name))
+            if prev is None:
+                return None
+            chunks = s.chunks
+            if s.outcome is None and s.size == s.meta.size and all(isinstance(c, bytes) for c in chunks):
+                # Reused content: ids, not futures (checked just above).
+                if not equals_meta_node(prev, s.meta, content=cast("list[bytes]", chunks)):
+                    return None
+            elif prev != s.node():
+                return None
+        elif old.get(s.name) != s:
+            return None
+    return d.parent_tree if count == len(old) else None
