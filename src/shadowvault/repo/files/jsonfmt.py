@@ -72,69 +72,71 @@ def format_time(ns: int, *, utc: bool = False) -> str:
     return f"{text}{sign}{hours:02d}:{minutes:02d}"
 
 
-# "YYYY-MM-DDTHH:MM" → seconds since the epoch of that minute, read as UTC. Trees hold three
-# timestamps per node and files of one directory mostly share their minutes, so a parent snapshot's
-# trees parse with a dictionary hit instead of a regex and a date computation per timestamp.
-_MINUTES: dict[str, int] = {}
-_MINUTES_MAX = 1 << 16
-_HEAD = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d)", re.ASCII)
+# "YYYY-MM-DDTHH:MM:SS" → seconds since the epoch, read as UTC. Trees hold three timestamps per
+# node and files of one directory mostly share their seconds, so a parent snapshot's trees parse
+# with a dictionary hit instead of a regex and a date computation per timestamp.
+_SECONDS: dict[str, int] = {}
+_SECONDS_MAX = 1 << 16
+_HEAD = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)", re.ASCII)
 
 
-def _minute(head: str) -> int | None:
-    """Seconds of a strict ASCII ``YYYY-MM-DDTHH:MM`` (cached); None when it is not one."""
-    base = _MINUTES.get(head)
-    if base is None:
-        m = _HEAD.fullmatch(head)
-        if m is None:
-            return None
-        year, month, day, hour, minute = (int(g) for g in m.groups())
-        try:
-            days = (dt.date(year, month, day) - _EPOCH.date()).days
-        except ValueError:
-            return None  # the general parser gives the error message
-        base = days * 86400 + hour * 3600 + minute * 60
-        if len(_MINUTES) >= _MINUTES_MAX:
-            _MINUTES.clear()
-        _MINUTES[head] = base
+def _head_seconds(head: str) -> int | None:
+    """Seconds of a strict ASCII ``YYYY-MM-DDTHH:MM:SS`` (cached); None when it is not one."""
+    m = _HEAD.fullmatch(head)
+    if m is None:
+        return None
+    year, month, day, hour, minute, sec = (int(g) for g in m.groups())
+    try:
+        days = (dt.date(year, month, day) - _EPOCH.date()).days
+    except ValueError:
+        return None  # the general parser gives the error message
+    base = days * 86400 + hour * 3600 + minute * 60 + sec
+    if len(_SECONDS) >= _SECONDS_MAX:
+        _SECONDS.clear()
+    _SECONDS[head] = base
     return base
-
-
-def _parse_time_fast(text: str) -> int | None:
-    """``parse_time`` for the exact shape Go and :func:`format_time` write (ASCII digits, ``T``,
-    ``Z`` or ``±HH:MM``); None for anything else, which the general parser then handles."""
-    if len(text) < 20 or text[16] != ":" or not text.isascii():
-        return None
-    base = _minute(text[:16])
-    sec = text[17:19]
-    if base is None or not sec.isdigit():
-        return None
-    last = text[-1]
-    if last == "Z":
-        zone = 0
-        end = len(text) - 1
-    else:
-        end = len(text) - 6
-        z = text[end:]
-        if end < 19 or z[0] not in "+-" or z[3] != ":" or not (z[1:3] + z[4:]).isdigit():
-            return None
-        zone = int(z[1:3]) * 3600 + int(z[4:]) * 60
-        if z[0] == "+":
-            zone = -zone
-    if end == 19:
-        frac_ns = 0
-    else:
-        frac = text[20:end]
-        if text[19] != "." or not frac.isdigit():
-            return None
-        frac_ns = int(frac[:9].ljust(9, "0"))
-    return (base + int(sec) + zone) * _NS + frac_ns
 
 
 def parse_time(text: str) -> int:
     """Nanoseconds since the epoch from RFC 3339 with any offset and any number of fraction digits."""
-    fast = _parse_time_fast(text) if isinstance(text, str) else None
-    if fast is not None:
-        return fast
+    # Fast path: the exact shape Go and format_time write (ASCII digits, "T", "Z" or "±HH:MM");
+    # anything else, errors included, goes to the general parser.
+    if isinstance(text, str):
+        head = text[:19]
+        base = _SECONDS.get(head)
+        if base is None:
+            base = _head_seconds(head)
+        if base is not None:
+            rest = text[19:]
+            if rest[-1:] == "Z":
+                frac = rest[:-1]
+            else:
+                zone = rest[-6:]
+                frac = rest[:-6]
+                hh, mm = zone[1:3], zone[4:]
+                if (
+                    len(zone) == 6
+                    and zone[0] in "+-"
+                    and zone[3] == ":"
+                    and hh.isascii()
+                    and hh.isdigit()
+                    and mm.isascii()
+                    and mm.isdigit()
+                ):
+                    offset = int(hh) * 3600 + int(mm) * 60
+                    base += -offset if zone[0] == "+" else offset
+                else:
+                    frac = "invalid"
+            if not frac:
+                return base * _NS
+            digits = frac[1:]
+            if frac[0] == "." and digits.isascii() and digits.isdigit():
+                return base * _NS + int(digits[:9].ljust(9, "0"))
+    return _parse_time_general(text)
+
+
+def _parse_time_general(text: str) -> int:
+    """RFC 3339 through the regex: any separator case, zone spelling and year width."""
     m = _RFC3339.match(text)
     if m is None:
         raise ValueError(f"not an RFC 3339 timestamp: {text!r}")

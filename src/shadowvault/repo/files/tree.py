@@ -185,57 +185,55 @@ class Node:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Node:
         """Parse one node object; ``ValueError`` when a field is malformed."""
+        get = d.get
         try:
-            raw_target = d.get("linktarget_raw")
+            raw_target = get("linktarget_raw")
             if raw_target is not None:
                 linktarget = _fsdecode(base64.b64decode(raw_target))
             else:
-                linktarget = d.get("linktarget") or ""
-            content = d.get("content")
-            subtree = d.get("subtree")
+                linktarget = get("linktarget") or ""
             name = d["name"]
             # Plain ASCII without escapes is its own unquoted, decoded form: most names are.
             if type(name) is not str or not name.isascii() or "\\" in name:
                 name = _fsdecode(go_unquote(name))
             # The three timestamps are often the same string: parse it once.
-            mtime_text, atime_text, ctime_text = d.get("mtime"), d.get("atime"), d.get("ctime")
-            mtime = _time(mtime_text)
-            atime = mtime if atime_text == mtime_text else _time(atime_text)
-            ctime = mtime if ctime_text == mtime_text else _time(ctime_text)
+            mtime_text, atime_text, ctime_text = get("mtime"), get("atime"), get("ctime")
+            parse = jsonfmt.parse_time
+            mtime = parse(mtime_text) if mtime_text else 0
+            atime = mtime if atime_text == mtime_text else (parse(atime_text) if atime_text else 0)
+            ctime = mtime if ctime_text == mtime_text else (parse(ctime_text) if ctime_text else 0)
+            content = get("content")
+            if content is not None:
+                content = [parse_id(c) for c in content]
+            subtree = get("subtree")
+            xattrs = get("extended_attributes")
             return cls(
                 name=name,
                 type=d["type"],
-                mode=int(d.get("mode") or 0),
+                mode=int(get("mode") or 0),
                 mtime=mtime,
                 atime=atime,
                 ctime=ctime,
-                uid=int(d.get("uid") or 0),
-                gid=int(d.get("gid") or 0),
-                user=d.get("user") or "",
-                group=d.get("group") or "",
-                inode=int(d.get("inode") or 0),
-                device_id=int(d.get("device_id") or 0),
-                size=int(d.get("size") or 0),
-                links=int(d.get("links") or 0),
+                uid=int(get("uid") or 0),
+                gid=int(get("gid") or 0),
+                user=get("user") or "",
+                group=get("group") or "",
+                inode=int(get("inode") or 0),
+                device_id=int(get("device_id") or 0),
+                size=int(get("size") or 0),
+                links=int(get("links") or 0),
                 linktarget=linktarget,
-                extended_attributes=[
-                    (a["name"], base64.b64decode(a.get("value") or b""))
-                    for a in d.get("extended_attributes") or []
-                ],
-                device=int(d.get("device") or 0),
-                content=None if content is None else [parse_id(c) for c in content],
+                extended_attributes=[(a["name"], base64.b64decode(a.get("value") or b"")) for a in xattrs]
+                if xattrs
+                else [],
+                device=int(get("device") or 0),
+                content=content,
                 subtree=None if subtree is None else parse_id(subtree),
-                error=d.get("error") or "",
+                error=get("error") or "",
                 extra={} if d.keys() <= _KNOWN_KEYS else {k: v for k, v in d.items() if k not in _KNOWN_KEYS},
             )
         except (KeyError, TypeError) as exc:
             raise ValueError(f"tree node lacks a valid field: {exc}") from exc
-
-
-def _time(value: Any) -> int:
-    if not value:
-        return 0
-    return jsonfmt.parse_time(value)
 
 
 @dataclass
