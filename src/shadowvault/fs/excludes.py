@@ -198,7 +198,9 @@ class ExcludeMatcher:
         anchored, at_slash, other = self._dir_res if is_dir else self._file_res
         if anchored is at_slash is other is None:
             return False
-        norm = _normalise(path)
+        norm = path
+        if not path.startswith(b"/") or b"//" in path or b"/." in path or path.endswith(b"/"):
+            norm = _normalise(path)  # the walk's paths rarely need it: skip the call
         return (
             (anchored is not None and anchored.match(norm) is not None)
             or (at_slash is not None and at_slash.search(norm) is not None)

@@ -123,19 +123,21 @@ class Selector:
 
     def exclusion_reason(self, path: bytes, meta: FileMeta) -> str | None:
         """Why ``path`` is not backed up (a short phrase for logs), or ``None`` when it is."""
+        # Asked for every entry of a backup: plain attribute reads rather than properties.
+        is_dir = meta.kind == "dir"
         if self.extra_excluded_paths and self._normal(path) in self.extra_excluded_paths:
             return "excluded path"
         # The combined regex answers the common "not excluded" case in one scan; only a hit pays
         # for finding which pattern it was.
-        if self.excludes and self.excludes.matches(path, meta.is_dir):
-            return f"exclude pattern {self.excludes.first_match(path, meta.is_dir)!r}"
-        if self.one_file_system and not meta.is_dir and meta.device not in self.root_devices:
+        if self.excludes.matches(path, is_dir):
+            return f"exclude pattern {self.excludes.first_match(path, is_dir)!r}"
+        if self.one_file_system and not is_dir and meta.device not in self.root_devices:
             return "on another file system"
-        if meta.is_dir:
+        if is_dir:
             marker = self.marker_in(path)
             if marker is not None:
                 return f"contains {marker}"
-        elif self.detect_swap and meta.is_regular and could_be_swap(meta.size) and is_swap_file(path):
+        elif self.detect_swap and meta.kind == "file" and could_be_swap(meta.size) and is_swap_file(path):
             return "swap file"
         return None
 
