@@ -1,17 +1,22 @@
 """RestoreSession: a snapshot tree → files on disk, data and metadata.
 
 Never overwrites an existing file unless asked. Like restic's restorer, the
-walk first plans which blob goes to which file offsets, grouped by pack; worker
-threads then read each pack once in large ranges, verify and decode its blobs
-and write every copy of each blob with ``pwrite``. A file is finished (length,
-metadata) by whichever worker writes its last blob. Directory metadata is
-applied last, deepest first, because creating children changes a directory's
-times. All-zero blocks become holes, so sparse files stay sparse.
+walk plans which blob goes to which file offsets, grouped by pack; worker
+threads read the planned blobs of a pack in large ranges, verify and decode them
+and write every copy of each blob with ``pwrite``. A pack's plan is handed to the
+workers while the walk goes on, as soon as it holds about one read window (and
+only at a file boundary, so every file in it is fully planned); blobs of that
+pack planned later go to another task that reads their ranges then. A file is
+created by the first worker that writes it and finished (length, metadata) by
+whichever worker writes its last blob. Directory metadata is applied last,
+deepest first, because creating children changes a directory's times. All-zero
+blocks become holes, so sparse files stay sparse.
 """
 
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import stat
 import threading
@@ -22,6 +27,8 @@ from dataclasses import dataclass, field
 from shadowvault.errors import UsageError
 from shadowvault.fs import ExcludeMatcher
 from shadowvault.repo import BlobType, Node, Repository
+from shadowvault.repo.files.pack import PackedBlob
+from shadowvault.repo.repository import PACK_READ_WINDOW
 
 from .events import EventSink, Warning_
 from .nodes import node_outcome, posix_permissions
@@ -29,6 +36,8 @@ from .nodes import node_outcome, posix_permissions
 _HOLE_BLOCK = 64 * 1024
 _ZEROS = memoryview(bytes(_HOLE_BLOCK))
 _CREATE_BATCH = 64
+_TASK_BYTES = PACK_READ_WINDOW
+"""Stored bytes of one pack planned before they go to a worker (during the walk)."""
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _REOPEN = os.O_WRONLY | os.O_CLOEXEC
 
@@ -85,8 +94,9 @@ class _FileJob:
         self.lock = threading.Lock()
 
 
-_Placements = dict[bytes, list[tuple[_FileJob, int]]]
-"""Blob id → every (file, offset) that blob's plaintext goes to."""
+_Targets = list[tuple[_FileJob, int]]
+_Placements = dict[bytes, tuple[PackedBlob | None, _Targets]]
+"""Blob id → its pack header entry (None: not indexed yet) and every (file, offset) it goes to."""
 
 
 class RestoreSession:
@@ -106,13 +116,15 @@ class RestoreSession:
         self._dirs: list[tuple[bytes, Node]] = []
         self._links: dict[tuple[int, int], bytes] = {}
         self._deferred_links: list[tuple[bytes, bytes, Node]] = []
-        # Pack name (None: blobs not in the index yet) → its wanted blobs, in walk order.
+        # Pack name (None: blobs not in the index yet) → its wanted blobs not yet
+        # handed to a worker, in walk order, and their stored bytes.
         self._plan: dict[str | None, _Placements] = {}
+        self._plan_bytes: dict[str, int] = {}
         self._empty: list[_FileJob] = []
-        # Creating a file costs the kernel far more than writing a small one, and
-        # the walk leaves the workers idle: they create files in batches meanwhile.
-        # Not with include filters, which may create a parent after its children.
-        self._early_create = self._include is None
+        # The workers restore packs (and create empty files) while the walk goes on,
+        # so decoding and the kernel's file creation overlap the tree parsing. Not
+        # with include filters, which may create a parent after its children.
+        self._early = self._include is None
         self._to_create: list[_FileJob] = []
         self._tasks: list[Future[None]] = []
         self._not_restored: list[_FileJob] = []
@@ -123,23 +135,32 @@ class RestoreSession:
         _, snap = self.repo.find_snapshot(snapshot_ref)
         os.makedirs(self.target, exist_ok=True)
         workers = self.opt.workers or max(2, os.cpu_count() or 2)
-        with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
-            self._pool = pool
-            self._walk(snap.tree, b"", ancestor_included=False)
-            self._submit_creates()
-            # Every directory exists now (include filters may create parents after
-            # their children were planned), so the remaining files can be created.
-            for job in self._empty:
-                fd = self._open(job)
-                if fd >= 0:
-                    self._finish(job, fd)
-            self._tasks += [
-                pool.submit(self._restore_pack, name, blobs) for name, blobs in self._plan.items()
-            ]
-            for fut in self._tasks:
-                # OSErrors are per-file and already reported; anything else (a blob
-                # failing verification, an unreadable pack) ends the restore.
-                fut.result()
+        # The walk allocates hundreds of thousands of small objects (nodes, plans)
+        # and none of them form cycles, yet each allocation burst triggers the cycle
+        # collector, which then also scans the whole index: about a tenth of the
+        # restore's CPU time, all of it holding the GIL the workers need.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
+                self._pool = pool
+                self._walk(snap.tree, b"", ancestor_included=False)
+                self._submit_creates()
+                # Every directory exists now (include filters may create parents after
+                # their children were planned), so the remaining files can be created.
+                for job in self._empty:
+                    fd = self._open(job)
+                    if fd >= 0:
+                        self._finish(job, fd)
+                for name in list(self._plan):
+                    self._submit_pack(name)
+                for fut in self._tasks:
+                    # OSErrors are per-file and already reported; anything else (a blob
+                    # failing verification, an unreadable pack) ends the restore.
+                    fut.result()
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         for job in self._not_restored:
             self.result.files -= 1
             self.result.bytes -= job.node.size
@@ -252,47 +273,64 @@ class RestoreSession:
         """Record where each blob of the file goes; the file is written once its packs are read."""
         job = _FileJob(dest, node)
         offset = 0
+        ready: list[str] = []
+        plan = self._plan
         for blob_id in node.content or []:
             loc = self.repo.pack_location(BlobType.DATA, blob_id)
+            entry: PackedBlob | None
             if loc is None:
                 pack: str | None = None
+                entry = None
                 length = self.repo.blob_length(BlobType.DATA, blob_id)
             else:
-                pack, length = loc[0], loc[1].plaintext_length
-            blobs = self._plan.get(pack)
+                pack, entry = loc
+                length = entry.plaintext_length
+                planned = self._plan_bytes.get(pack, 0) + entry.length
+                self._plan_bytes[pack] = planned
+                if planned >= _TASK_BYTES and self._early:
+                    ready.append(pack)
+            blobs = plan.get(pack)
             if blobs is None:
-                blobs = self._plan[pack] = {}
-            targets = blobs.get(blob_id)
-            if targets is None:
-                blobs[blob_id] = [(job, offset)]
+                blobs = plan[pack] = {}
+            wanted = blobs.get(blob_id)
+            if wanted is None:
+                blobs[blob_id] = (entry, [(job, offset)])
             else:
-                targets.append((job, offset))
+                wanted[1].append((job, offset))
             offset += length
             job.pending += 1
         job.size = offset
-        if self._early_create:
-            self._to_create.append(job)
-            if len(self._to_create) >= _CREATE_BATCH:
-                self._submit_creates()
-        elif not job.pending:
-            self._empty.append(job)
         self.result.files += 1
         self.result.bytes += node.size
+        if not job.pending:
+            if self._early:
+                self._to_create.append(job)
+                if len(self._to_create) >= _CREATE_BATCH:
+                    self._submit_creates()
+            else:
+                self._empty.append(job)
+        # Only now, with the whole file planned (its countdown complete), may a
+        # worker write its blobs and finish it.
+        for pack in ready:
+            if pack in plan:
+                self._submit_pack(pack)
 
     # ----- writing file contents (worker threads) -----------------------------------------------
 
-    def _pack_blobs(self, pack: str | None, blob_ids: _Placements) -> Iterator[tuple[bytes, bytes]]:
+    def _submit_pack(self, pack: str | None) -> None:
+        """Hand the planned blobs of ``pack`` to a worker; later ones start a new plan."""
+        blobs = self._plan.pop(pack)
+        if pack is not None:
+            del self._plan_bytes[pack]
+        self._tasks.append(self._pool.submit(self._restore_pack, pack, blobs))
+
+    def _pack_blobs(self, pack: str | None, blobs: _Placements) -> Iterator[tuple[bytes, bytes]]:
         """(id, verified plaintext) of the wanted blobs of one pack, read in few large ranges."""
         if pack is None:
-            for blob_id in blob_ids:
+            for blob_id in blobs:
                 yield blob_id, self.repo.load_blob(BlobType.DATA, blob_id)
             return
-        entries = []
-        for blob_id in blob_ids:
-            loc = self.repo.pack_location(BlobType.DATA, blob_id)
-            if loc is None:  # the index cannot shrink during a restore
-                raise RuntimeError(f"blob {blob_id.hex()} left the index during the restore")
-            entries.append(loc[1])
+        entries = [entry for entry, _ in blobs.values() if entry is not None]
         for entry, data in self.repo.load_pack_blobs(pack, entries):
             yield entry.id, data
 
@@ -302,7 +340,7 @@ class RestoreSession:
         fd = -1
         try:
             for blob_id, data in self._pack_blobs(pack, blobs):
-                for target, offset in blobs[blob_id]:
+                for target, offset in blobs[blob_id][1]:
                     if target is not job:
                         # Consecutive blobs of a pack mostly belong to the same file:
                         # keep its descriptor open across them.
@@ -334,26 +372,16 @@ class RestoreSession:
             self._to_create = []
 
     def _create_files(self, jobs: list[_FileJob]) -> None:
-        """Create files ahead of their contents; empty ones are finished right away."""
+        """Create and finish files without content (the others are created by their first write)."""
         for job in jobs:
-            # Read before creating: once the file exists, a pack worker may write
-            # it and count down, and only it must finish a non-empty file.
-            empty = job.pending == 0
-            fd = self._open(job, create_only=True)
-            if fd < 0:
-                continue
-            if empty:
+            fd = self._open(job)
+            if fd >= 0:
                 self._finish(job, fd)
-            else:
-                os.close(fd)
 
-    def _open(self, job: _FileJob, *, create_only: bool = False) -> int:
-        """A write descriptor for the job's file, creating it on first use; -1 when it failed.
-
-        With ``create_only``, -1 too when someone else created it already.
-        """
+    def _open(self, job: _FileJob) -> int:
+        """A write descriptor for the job's file, creating it on first use; -1 when it failed."""
         with job.lock:
-            if job.failed or (create_only and job.created):
+            if job.failed:
                 return -1
             try:
                 if job.created:
