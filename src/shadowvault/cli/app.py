@@ -8,7 +8,6 @@ message is one JSON object per line on stdout.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import secrets
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import platformdirs
+from rich.console import Console
 
 from shadowvault.errors import ConfigError, RepoNotFoundError
 from shadowvault.repo import DEFAULT_PACK_SIZE, LocalBackend, Repository
@@ -24,8 +24,6 @@ from shadowvault.repo import DEFAULT_PACK_SIZE, LocalBackend, Repository
 from .password import get_password
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from shadowvault.config import Config
 
 ENV_REPOSITORY = "SHADOWVAULT_REPOSITORY"
@@ -59,25 +57,11 @@ class App:
         self.args = args
         self.json: bool = bool(getattr(args, "json", False))
         self.quiet: bool = bool(getattr(args, "quiet", False))
+        # No emoji codes or highlighting: file names like "a:smile:b" must print as they are.
+        self.out = Console(highlight=False, soft_wrap=True, emoji=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
         self._config: Config | None = None
         self._config_loaded = False
-
-    # ----- consoles (made on first use: rich costs ~30 ms to import, which --json runs skip) ------
-
-    @functools.cached_property
-    def out(self) -> Console:
-        """The console for normal output (stdout)."""
-        from rich.console import Console
-
-        # No emoji codes or highlighting: file names like "a:smile:b" must print as they are.
-        return Console(highlight=False, soft_wrap=True, emoji=False)
-
-    @functools.cached_property
-    def err(self) -> Console:
-        """The console for status, warnings and the progress display (stderr)."""
-        from rich.console import Console
-
-        return Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
     # ----- output -------------------------------------------------------------------------------
 

@@ -7,7 +7,10 @@ Only ``suspect`` and ``failed`` files are listed individually (every file in
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from rich.live import Live
+from rich.text import Text
 
 from shadowvault.engine.events import (
     Event,
@@ -19,9 +22,6 @@ from shadowvault.engine.events import (
 )
 
 from .app import App
-
-if TYPE_CHECKING:
-    from rich.live import Live
 
 
 def human_bytes(n: float) -> str:
@@ -50,10 +50,6 @@ class BackupRenderer:
         self._last_json = 0.0
         self.live: Live | None = None
         if app.interactive:
-            # rich is imported only for a person at a terminal; --json and --quiet runs skip it.
-            from rich.live import Live
-            from rich.text import Text
-
             self.live = Live(Text(""), console=app.err, refresh_per_second=4, transient=True)
             self.live.start()
 
@@ -113,8 +109,6 @@ class BackupRenderer:
                 )
             return
         if self.live is not None:
-            from rich.text import Text
-
             rate = human_bytes(self.bytes / elapsed)
             self.live.update(
                 Text(f"{self.files} files, {human_bytes(self.bytes)}, {rate}/s  {self.current}"[:200])
