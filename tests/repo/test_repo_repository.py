@@ -258,13 +258,55 @@ def test_failed_pack_upload_is_sticky(tmp_path: Path) -> None:
     backend = FailingBackend()
     repo = Repository.init(backend, PASSWORD, kdf=FAST_KDF, pack_size=1000)
     backend.fail = True
+    # The full pack is written by the upload thread: its error surfaces at the next call.
+    repo.save_blob(BlobType.DATA, os.urandom(2000))
     with pytest.raises(RepoError, match="No space left"):
-        repo.save_blob(BlobType.DATA, os.urandom(2000))
+        repo.flush()
     with pytest.raises(RepoError, match="earlier pack upload failed"):
         repo.save_blob(BlobType.DATA, b"next")
     with pytest.raises(RepoError):
         repo.flush()
     assert list(backend.list(FileType.INDEX)) == []
+
+
+def test_pack_uploads_run_beside_the_savers_with_bounded_backlog() -> None:
+    """A slow pack write does not stop blob saving, but at most MAX_QUEUED_UPLOADS packs wait."""
+    from shadowvault.repo.packer import MAX_QUEUED_UPLOADS
+
+    gate = threading.Event()
+
+    class SlowBackend(MemBackend):
+        def save(self, ft: FileType, name: str, data: bytes | bytearray | memoryview) -> None:
+            if ft is FileType.PACK:
+                gate.wait(30)
+            super().save(ft, name, data)
+
+    backend = SlowBackend()
+    repo = Repository.init(backend, PASSWORD, kdf=FAST_KDF, pack_size=1000)
+    saved: list[bytes] = []
+
+    def save_many() -> None:
+        for _ in range(MAX_QUEUED_UPLOADS + 3):
+            saved.append(repo.save_blob(BlobType.DATA, os.urandom(1500))[0])
+
+    t = threading.Thread(target=save_many)
+    t.start()
+    deadline = time.monotonic() + 10
+    while len(saved) < MAX_QUEUED_UPLOADS and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    # Every saved blob filled a pack: one is being written, MAX_QUEUED_UPLOADS - 1 wait,
+    # and the next saver is held until the writer catches up.
+    assert len(saved) == MAX_QUEUED_UPLOADS
+    assert t.is_alive()
+    assert list(backend.list(FileType.PACK)) == []
+    gate.set()
+    t.join(10)
+    assert not t.is_alive()
+    repo.flush()
+    assert len(list(backend.list(FileType.PACK))) == MAX_QUEUED_UPLOADS + 3
+    for blob_id in saved:
+        assert repo.load_blob(BlobType.DATA, blob_id)
 
 
 def test_snapshot_time_and_fields_survive(repo: Repository) -> None:

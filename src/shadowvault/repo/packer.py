@@ -4,7 +4,9 @@
 compression and encryption run in the calling thread without any lock (they
 release the GIL); only the dedup check and the append to the open pack of the
 blob's type hold the lock. The thread whose append makes a pack reach the target
-size takes that pack out and seals and uploads it itself, outside the lock.
+size takes that pack out and hands it to one upload thread (seal, hash, write,
+fsync, index), so the savers go on encrypting while a pack is written; at most
+``MAX_QUEUED_UPLOADS`` full packs wait for it, which bounds memory.
 Until a pack's upload has finished and its blobs are in the master index, its
 blobs are "pending": ``has`` reports them and ``pending_blob`` serves their
 bytes, so dedup and reads see every saved blob at once.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from shadowvault.errors import RepoError
@@ -25,6 +28,7 @@ from shadowvault.repo.ids import BlobType, hash_bytes
 from shadowvault.repo.index import MasterIndex
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+MAX_QUEUED_UPLOADS = 2
 
 
 @dataclass
@@ -114,6 +118,7 @@ class BlobSaver:
         self._pending: dict[tuple[BlobType, bytes], tuple[OpenPack, int]] = {}
         self._inflight = 0
         self._error: BaseException | None = None
+        self._uploader: ThreadPoolExecutor | None = None
 
     def _raise_sticky(self) -> None:
         if self._error is not None:
@@ -150,6 +155,7 @@ class BlobSaver:
                 self._cond.notify_all()
             raise
         full: OpenPack | None = None
+        uploader: ThreadPoolExecutor | None = None
         with self._cond:
             self._reserved.discard(k)
             open_pack = self._open.get(t)
@@ -158,10 +164,17 @@ class BlobSaver:
             self._pending[k] = (open_pack, open_pack.add(blob_id, stored, ulen))
             if open_pack.size >= self.pack_size:
                 full = self._open.pop(t)
+                # Back-pressure: a saver waits here while the upload thread is behind.
+                while self._inflight >= MAX_QUEUED_UPLOADS and self._error is None:
+                    self._cond.wait()
                 self._inflight += 1
+                if self._uploader is None:
+                    self._uploader = ThreadPoolExecutor(1, thread_name_prefix="upload")
+                uploader = self._uploader
             self._cond.notify_all()
-        if full is not None:
-            self._upload(full)
+        if full is not None and uploader is not None:
+            # Errors are kept by _upload and raised by the next save_blob or flush.
+            uploader.submit(self._upload, full)
         return blob_id, True
 
     def pending_blob(self, t: BlobType, blob_id: bytes) -> tuple[bytes, PackedBlob] | None:
@@ -208,7 +221,7 @@ class BlobSaver:
                 self._cond.notify_all()
 
     def flush(self) -> None:
-        """Seal and upload every open pack, then wait for uploads run by other threads."""
+        """Seal and upload every open pack, then wait for the upload thread's packs."""
         with self._cond:
             self._raise_sticky()
             packs = [p for p in self._open.values() if p.blobs]
