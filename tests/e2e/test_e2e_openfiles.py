@@ -234,7 +234,8 @@ def test_prevent_write_against_sqlite_gives_consistent_copies(repo: Path, src: P
                 repo=repo,
                 check=False,
             )
-            assert p.returncode in (0, 4), p.stderr
+            failed = [ln for ln in p.stdout.splitlines() if '"failed"' in ln]
+            assert p.returncode in (0, 4), [*failed, p.stderr]
             target = tmp_path / f"r{round_}"
             sv("restore", "latest", "--target", str(target), "--include", "**/app.db", repo=repo)
             restored = target / str(db).lstrip("/")

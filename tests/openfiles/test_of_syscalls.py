@@ -143,6 +143,27 @@ def test_shared_locks_refused_by_a_write_lock_and_nothing_left_held(data: Path, 
         os.close(fd)
 
 
+def test_shared_locks_wait_briefly_for_a_writer_between_transactions(data: Path) -> None:
+    """A writer that drops its write lock for a moment (a database between commits) is caught
+    by the short polling window; with no window the same request is refused."""
+    code = (
+        "import fcntl\nf = open(sys.argv[2], 'r+b')\nfcntl.lockf(f, fcntl.LOCK_EX)\n"
+        "print('ready', flush=True)\nsys.stdin.readline()\n"
+        "while True:\n"
+        "    fcntl.lockf(f, fcntl.LOCK_UN)\n    time.sleep(0.003)\n"
+        "    fcntl.lockf(f, fcntl.LOCK_EX)\n    time.sleep(0.05)\n"
+    )
+    fd = rdonly(data)
+    try:
+        with Child(code, str(data)) as w:
+            w.wait_ready()
+            assert take_shared_locks(fd, wait=0)[0] is LockState.REFUSED
+            w.tell("go")  # from now on the writer lets go for 3 ms every 50 ms
+            assert take_shared_locks(fd, wait=5.0) == (LockState.GRANTED, None)
+    finally:
+        os.close(fd)
+
+
 def test_fdinfo_and_maps_parsers() -> None:
     assert parse_fdinfo_flags("pos:\t0\nflags:\t0100002\nmnt_id:\t20\n") == 0o100002
     assert parse_fdinfo_flags("pos:\t0\n") is None

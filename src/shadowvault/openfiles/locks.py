@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import struct
+import time
 
 from .model import LockState
 
@@ -39,8 +40,27 @@ def unpack_flock(data: bytes) -> tuple[int, int, int, int, int]:
     return l_type, whence, start, length, pid
 
 
-def take_shared_locks(fd: int) -> tuple[LockState, int | None]:
-    """Take the OFD read lock on the whole file, then ``flock(LOCK_SH)``; both or neither."""
+# A database committing in a loop holds its write lock nearly all the time and releases it for
+# a few milliseconds between transactions; polling briefly catches such a gap, where a single
+# try would fail every attempt of a busy file. Bounded, so a file locked for good costs little.
+LOCK_WAIT = 0.25
+_LOCK_POLL = 0.001
+
+
+def take_shared_locks(fd: int, wait: float = LOCK_WAIT) -> tuple[LockState, int | None]:
+    """Take the OFD read lock on the whole file, then ``flock(LOCK_SH)``; both or neither.
+
+    A refused request is repeated every millisecond for up to ``wait`` seconds.
+    """
+    deadline = time.monotonic() + wait
+    while True:
+        state, err = _try_shared_locks(fd)
+        if state is not LockState.REFUSED or time.monotonic() >= deadline:
+            return state, err
+        time.sleep(_LOCK_POLL)
+
+
+def _try_shared_locks(fd: int) -> tuple[LockState, int | None]:
     try:
         fcntl.fcntl(fd, F_OFD_SETLK, pack_flock(fcntl.F_RDLCK))
     except OSError as e:
