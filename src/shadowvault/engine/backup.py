@@ -75,7 +75,11 @@ from .tree_builder import PendingDir, PendingFile, TreeBuilder
 MIN_CHUNK = 512 * 1024
 AVG_CHUNK = 1024 * 1024
 MAX_CHUNK = 8 * 1024 * 1024
-_IN_FLIGHT = 16  # blobs queued for the workers: bounds memory to ~16 chunks
+# Blobs queued for the workers, bounded in bytes (memory: ~16 large chunks) and in number. A
+# count alone starved the workers on small files (16 blobs of a few KiB drain in no time while
+# the main thread waits on the disk for the next file).
+_IN_FLIGHT_BYTES = 16 * 1024 * 1024
+_IN_FLIGHT_BLOBS = 512
 _PROGRESS_EVERY = 0.25
 _CHECKPOINT_PACKS = 8
 # Names the snapshot providers give their snapshot and clone work directories.
@@ -148,7 +152,11 @@ class BackupSession:
         self._stopping = False
         self._last_progress = 0.0
         self._last_checkpoint = time.monotonic()
-        self._inflight: deque[Future[bytes]] = deque()
+        self._inflight: deque[tuple[Future[bytes], int]] = deque()
+        self._inflight_bytes = 0
+        # Listed directories whose tree waits for its files' blobs (oldest first), with the
+        # last future each waits for: sealing them blocks only at the end or when it is cheap.
+        self._sealing: deque[tuple[PendingDir, Future[bytes]]] = deque()
         self._chunker = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
         self._buf = bytearray(MIN_CHUNK)
         # Blobs and bytes added, updated by the worker threads (`+=` is not atomic across threads).
@@ -204,6 +212,7 @@ class BackupSession:
             self._backup_sources(root, snaps)
             self._drain_retries()
             self._wait_inflight(0)
+            self._seal_ready(block=True)
             if self.builder.root_id is None:
                 raise FatalError("backup produced no tree: nothing was saved")
             self.repo.flush()
@@ -324,17 +333,18 @@ class BackupSession:
             self._warn(f"cannot list directory {os.fsdecode(orig)}: {e.strerror}")
             names = []
         if self.opt.force or d.parent_nodes is None:
-            self.readahead.directory(read_path, names, _never_unchanged)
+            self.readahead.directory(read_path, names, None)
         else:
             self.readahead.directory(read_path, names, _unchanged_by(d.parent_nodes))
         for name in names:
             if self._stopping:
                 break
             self._poll_retries()
+            self._seal_ready()
             parent_node = (d.parent_nodes or {}).get(os.fsdecode(name))
             self._backup_entry(d, name, orig + b"/" + name, read_path + b"/" + name, parent_node, view, False)
         d.listed = True
-        self.builder.try_seal(d)
+        self._seal_later(d)
 
     def _backup_entry(
         self,
@@ -555,10 +565,11 @@ class BackupSession:
             self._last_checkpoint = now
 
     def _submit(self, data: bytes) -> Future[bytes]:
-        self._wait_inflight(_IN_FLIGHT)
+        self._wait_inflight(_IN_FLIGHT_BYTES - len(data))
         self._maybe_checkpoint()
         fut = self.pool.submit(self._save, data)
-        self._inflight.append(fut)
+        self._inflight.append((fut, len(data)))
+        self._inflight_bytes += len(data)
         return fut
 
     def _save(self, data: bytes) -> bytes:
@@ -569,9 +580,33 @@ class BackupSession:
                 self._added[1] += len(data)
         return blob_id
 
-    def _wait_inflight(self, limit: int) -> None:
-        while len(self._inflight) > limit or (self._inflight and self._inflight[0].done()):
-            self._inflight.popleft().result()
+    def _wait_inflight(self, max_bytes: int) -> None:
+        """Collect finished blobs (raising a worker's error); block while over the budget."""
+        q = self._inflight
+        while q and (self._inflight_bytes > max_bytes or len(q) >= _IN_FLIGHT_BLOBS or q[0][0].done()):
+            fut, size = q.popleft()
+            self._inflight_bytes -= size
+            fut.result()
+
+    def _seal_later(self, d: PendingDir) -> None:
+        """Seal ``d`` now if its files' blobs are saved, else once they are (``_seal_ready``).
+
+        Sealing resolves every content future; doing it as soon as a directory is listed made
+        the main thread wait for the workers at each directory and left them idle afterwards.
+        Only a directory with no child left to settle is deferred: one still waiting for a retry
+        or a subdirectory is sealed by that child's settling, never twice.
+        """
+        last = _last_future(d) if d.pending == 0 else None
+        if last is None or last.done():
+            self.builder.try_seal(d)
+        else:
+            self._sealing.append((d, last))
+
+    def _seal_ready(self, *, block: bool = False) -> None:
+        """Seal deferred directories in order while their blobs are saved (all of them if ``block``)."""
+        q = self._sealing
+        while q and (block or q[0][1].done()):
+            self.builder.try_seal(q.popleft()[0])
 
     # ----- retries ------------------------------------------------------------------------------
 
@@ -634,6 +669,17 @@ class BackupSession:
         }
 
 
+def _last_future(d: PendingDir) -> Future[bytes] | None:
+    """The newest blob future among ``d``'s files (the pool runs them in order, so when it is
+    done the others practically are too), or None when nothing is pending."""
+    for slot in reversed(d.slots):
+        if isinstance(slot, PendingFile):
+            for c in reversed(slot.chunks):
+                if isinstance(c, Future):
+                    return c
+    return None
+
+
 class _Prefixed:
     """A reader that first returns ``head`` and then continues from ``rest``."""
 
@@ -648,10 +694,6 @@ class _Prefixed:
             self._head = self._head[n:]
             return n
         return int(self._rest.readinto(b))
-
-
-def _never_unchanged(name: bytes, st: os.stat_result) -> bool:
-    return False
 
 
 def _unchanged_by(parent_nodes: dict[str, Node]) -> Callable[[bytes, os.stat_result], bool]:

@@ -1,11 +1,21 @@
-"""Read-ahead: ask the kernel to start reading a directory's small files before we get to them.
+"""Read-ahead: warm the page cache with what the walk is about to need, from a helper thread.
 
-The session reads files one at a time in the main thread (leases signal it), so on a cold cache
-it waits for the disk once per small file. A helper thread walks ahead through the directory
-listing and calls ``posix_fadvise(WILLNEED)`` on regular files that will actually be read, so the
-data is in the page cache when the main thread opens them. Only regular files are touched
-(opening a FIFO or a device could have side effects), only small ones (the kernel's own
-sequential read-ahead covers large files), and never files the parent snapshot lets us skip.
+The session walks and reads in the main thread (leases signal it), so on a cold cache it would
+wait for the disk once per directory block, inode and small file. When the main thread lists a
+directory it hands the listing to a helper thread, which
+
+* ``lstat``s every entry (the inode blocks the main thread's ``lstat`` then finds cached),
+* calls ``posix_fadvise(WILLNEED)`` on the small regular files that will actually be read, so
+  their data is being fetched while the main thread is still busy with earlier files, and
+* one level deeper, lists each subdirectory on the same file system and does the same for its
+  entries, so that entering a directory does not start with a cold listing. Below the current
+  directory the parent snapshot's verdicts are not known yet, so when there is a parent snapshot
+  only metadata is fetched there (an unchanged file's data must not be read at all).
+
+Only regular files are opened (opening a FIFO or a device could have side effects), only small
+ones (the kernel's own sequential read-ahead covers large files), never files the parent snapshot
+lets us skip, and never below a mount point (``/proc`` and friends when backing up ``/``).
+Everything here is advisory: an error is ignored and met again by the real walk.
 """
 
 from __future__ import annotations
@@ -19,16 +29,23 @@ MAX_SIZE = 1024 * 1024
 
 Unchanged = Callable[[bytes, os.stat_result], bool]
 
+_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
 
 class ReadAhead:
-    """One background thread that pre-reads the small files of each directory as it is listed."""
+    """One background thread that prefetches each listed directory and the level below it."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="readahead")
         self._stopped = False
 
-    def directory(self, base: bytes, names: Sequence[bytes], unchanged: Unchanged) -> None:
-        """Queue the entries ``names`` of directory ``base``; ``unchanged`` says which need no read."""
+    def directory(self, base: bytes, names: Sequence[bytes], unchanged: Unchanged | None) -> None:
+        """Queue the entries ``names`` of directory ``base``.
+
+        ``unchanged`` says which files the parent snapshot lets the session skip; ``None`` means
+        there is no parent snapshot, so file data is prefetched one level deeper too.
+        """
         if not self._stopped:
             self._pool.submit(self._run, base, list(names), unchanged)
 
@@ -37,23 +54,60 @@ class ReadAhead:
         self._stopped = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run(self, base: bytes, names: list[bytes], unchanged: Unchanged) -> None:
-        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+    def _run(self, base: bytes, names: list[bytes], unchanged: Unchanged | None) -> None:
+        try:
+            dev = os.lstat(base).st_dev
+        except OSError:
+            return
         for name in names:
             if self._stopped:
                 return
             path = base + b"/" + name
-            try:
-                st = os.lstat(path)
-                if not stat.S_ISREG(st.st_mode) or not 0 < st.st_size <= MAX_SIZE or unchanged(name, st):
-                    continue
-                try:
-                    fd = os.open(path, flags)
-                except PermissionError:  # O_NOATIME needs the owner; fall back without it
-                    fd = os.open(path, flags & ~getattr(os, "O_NOATIME", 0))
-                try:
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-                finally:
-                    os.close(fd)
-            except OSError:
-                continue  # purely advisory: whatever fails here is met again by the real read
+            st = _lstat(path)
+            if st is None:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if st.st_dev == dev:
+                    self._below(path, data=unchanged is None)
+            elif _worth_reading(st) and not (unchanged is not None and unchanged(name, st)):
+                _willneed(path)
+
+    def _below(self, directory: bytes, *, data: bool) -> None:
+        """Prefetch the listing and inodes of ``directory`` (and small files' data if ``data``)."""
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return
+        names.sort()  # the order the walk will take
+        for name in names:
+            if self._stopped:
+                return
+            path = directory + b"/" + name
+            st = _lstat(path)
+            if data and st is not None and _worth_reading(st):
+                _willneed(path)
+
+
+def _lstat(path: bytes) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def _worth_reading(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode) and 0 < st.st_size <= MAX_SIZE
+
+
+def _willneed(path: bytes) -> None:
+    try:
+        try:
+            fd = os.open(path, _FLAGS | _NOATIME)
+        except PermissionError:  # O_NOATIME needs the owner; fall back without it
+            fd = os.open(path, _FLAGS)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
