@@ -31,6 +31,7 @@ from treeutil import PASSWORD
 FAST_KDF = (1024, 8, 1)
 SMALL_FILES = 700
 SMALL_SIZE = 16 * 1024
+OTHER_FILES = 6  # e_big, the two repeats, empty, zeros, the link's second name
 
 
 def _open(path: Path) -> Repository:
@@ -41,7 +42,7 @@ def _open(path: Path) -> Repository:
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """~11 MiB of incompressible small files, a 24 MiB file over two packs, repeats, links."""
+    """~11 MiB of incompressible small files, a 24 MiB file over two packs, repeats, links, zeros."""
     src = tmp_path_factory.mktemp("streamed") / "src"
     rnd = random.Random(1234)
     for i in range(SMALL_FILES):
@@ -54,6 +55,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (src / "z_repeat.bin").write_bytes((src / "d0" / "f0000.bin").read_bytes())
     (src / "z_repeat2.bin").write_bytes((src / "d3" / "f0003.bin").read_bytes())
     (src / "z_empty").write_bytes(b"")
+    (src / "z_zeros.bin").write_bytes(bytes(40_000))  # one all-zero blob: a hole, then the length
     os.link(src / "d1" / "f0001.bin", src / "z_link.bin")
     os.chmod(src / "d2" / "f0002.bin", 0o640)
     os.utime(src / "e_big.bin", ns=(1_500_000_000_000_000_000, 1_600_000_000_123_456_789))
@@ -122,7 +124,8 @@ def test_every_file_complete_with_metadata(source: Path, repo_path: Path, tmp_pa
         assert (gt.st_size, gt.st_mode, gt.st_mtime_ns) == (st.st_size, st.st_mode, st.st_mtime_ns), rel
         assert sha(got[rel]) == sha(path), rel
     assert os.stat(out / "z_link.bin").st_ino == os.stat(out / "d1" / "f0001.bin").st_ino
-    assert result.files == SMALL_FILES + 5
+    assert os.stat(out / "z_zeros.bin").st_blocks == 0, "an all-zero blob was written out"
+    assert result.files == SMALL_FILES + OTHER_FILES
     assert result.bytes == content_bytes(source)
 
 
@@ -138,7 +141,7 @@ def test_existing_files_are_kept_whichever_task_meets_them(
     result = restore(repo_path, tmp_path, sink)
     assert result.exit_code == 3
     assert result.skipped_existing == len(mine)
-    assert result.files == SMALL_FILES + 5 - len(mine)
+    assert result.files == SMALL_FILES + OTHER_FILES - len(mine)
     kept = sum((source / rel).stat().st_size for rel in mine)
     assert result.bytes == content_bytes(source) - kept
     for rel in mine:

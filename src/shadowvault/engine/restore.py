@@ -19,6 +19,7 @@ import errno
 import gc
 import os
 import stat
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -40,6 +41,8 @@ _TASK_BYTES = PACK_READ_WINDOW
 """Stored bytes of one pack planned before they go to a worker (during the walk)."""
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _REOPEN = os.O_WRONLY | os.O_CLOEXEC
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
 
 
 @dataclass
@@ -111,7 +114,7 @@ class RestoreSession:
         self.result = RestoreResult()
         self.target = os.fsencode(os.path.abspath(options.target))
         self._include = ExcludeMatcher(options.include) if options.include else None
-        self._exclude = ExcludeMatcher(options.exclude)
+        self._exclude = ExcludeMatcher(options.exclude) if options.exclude else None
         self._is_root = os.geteuid() == 0
         self._dirs: list[tuple[bytes, Node]] = []
         self._links: dict[tuple[int, int], bytes] = {}
@@ -177,16 +180,18 @@ class RestoreSession:
         if tree_id is None:
             return False
         any_selected = False
+        exclude, include = self._exclude, self._include
         for node in self.repo.load_tree(tree_id).nodes:
-            name = os.fsencode(node.name)
+            # os.fsencode, without its per-call lookups (this runs for every node).
+            name = node.name.encode(_FS_ENCODING, _FS_ERRORS)
             if b"/" in name or name in (b"", b".", b".."):
                 self._warn(f"skipping unsafe name {node.name!r} in the snapshot")
                 continue
             child = rel + b"/" + name
             is_dir = node.type == "dir"
-            if self._exclude.matches(child, is_dir):
+            if exclude is not None and exclude.matches(child, is_dir):
                 continue
-            included = ancestor_included or self._include is None or self._include.matches(child, is_dir)
+            included = ancestor_included or include is None or include.matches(child, is_dir)
             if is_dir:
                 dest = self.target + child
                 if included:
@@ -203,7 +208,8 @@ class RestoreSession:
         return any_selected
 
     def _wanted(self, node: Node, rel: bytes) -> bool:
-        outcome = node_outcome(node)
+        # Only suspect and failed files carry an extra key: most nodes have none.
+        outcome = node_outcome(node) if node.extra else None
         suspect = outcome is not None and outcome.get("class") == "suspect"
         if self.opt.only_suspect and not suspect:
             return False
@@ -218,7 +224,16 @@ class RestoreSession:
 
     def _mkdir(self, path: bytes) -> None:
         try:
-            os.makedirs(path, exist_ok=True)
+            # The walk creates parents first, so one mkdir is enough; makedirs would
+            # stat the parent too, and every system call the main thread makes costs
+            # it a wait for the GIL the workers hold while they decode.
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                if not os.path.isdir(path):
+                    raise
+            except FileNotFoundError:  # a parent is missing (include filters)
+                os.makedirs(path, exist_ok=True)
         except OSError as e:
             self._error(path, e)
             return
@@ -356,7 +371,8 @@ class RestoreSession:
                             self._fail(job, e)
                     with job.lock:
                         job.pending -= 1
-                        job.end = max(job.end, end)
+                        if end > job.end:
+                            job.end = end
                         last = job.pending == 0
                     if last:
                         if fd >= 0:
@@ -492,6 +508,13 @@ def _write_sparse(fd: int, data: bytes, offset: int) -> int:
     Runs of non-zero blocks go out in one write each.
     """
     n = len(data)
+    if n <= _HOLE_BLOCK:  # most blobs: one block, no slicing
+        if data.startswith(_ZEROS[:n]):
+            return -1
+        written = os.pwrite(fd, data, offset)
+        if written == n:
+            return offset + n
+        return _pwrite_all(fd, memoryview(data)[written:], offset + written)
     view = memoryview(data)
     end = -1
     run = -1  # start of the current run of non-zero blocks
