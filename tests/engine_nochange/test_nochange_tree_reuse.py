@@ -23,7 +23,7 @@ import pytest
 from conftest import require, require_binary, require_root
 from shadowvault.engine.backup import BackupOptions, BackupSession
 from shadowvault.engine.events import ListSink
-from shadowvault.engine.nodes import equals_meta_node, node_from_meta
+from shadowvault.engine.nodes import equals_meta_node, node_from_meta, same_file, unchanged
 from shadowvault.fs import FileMeta, read_meta
 from shadowvault.repo import LocalBackend, Node, Repository
 from treeutil import PASSWORD, restic
@@ -291,3 +291,19 @@ def test_field_comparison_matches_building_the_node(tmp_path: Path) -> None:
         # not the empty list a rebuilt node carries.
         if meta.kind == "file":
             assert not equals_meta_node(dataclasses.replace(node_from_meta(meta), content=None), meta)
+
+
+def test_unchanged_is_restics_rule(tmp_path: Path) -> None:
+    for meta in _metas(tmp_path):
+        base = node_from_meta(meta, content=[])
+        variants = [base, dataclasses.replace(base, type="file"), dataclasses.replace(base, type="dir")]
+        for field in ("size", "mtime", "ctime", "inode", "atime", "mode", "uid"):
+            variants.append(dataclasses.replace(base, **{field: getattr(base, field) + 1}))
+        for node in variants:
+            expected = meta.kind == "file" and same_file(
+                node, meta.size, meta.mtime_ns, meta.ctime_ns, meta.inode
+            )
+            assert unchanged(node, meta) == expected, (meta.kind, node)
+    (tmp_path / "again").mkdir()
+    file_meta = _metas(tmp_path / "again")[0]
+    assert file_meta.kind == "file" and unchanged(node_from_meta(file_meta), file_meta)
