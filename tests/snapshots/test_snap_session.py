@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -360,6 +361,25 @@ def test_view_needs_an_open_session_and_modes_accept_config_strings(vols: tuple[
         assert session.view(a) is not None
     with pytest.raises(SnapshotError, match="not open"):
         session.view(a)
+
+
+def test_signals_held_defers_ctrl_c_while_other_threads_run() -> None:
+    """A backup has worker threads: the kernel gives a signal the main thread blocks to one of
+    them, so holding it must not rely on this thread's signal mask."""
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait, args=(10,))
+    worker.start()
+    reached = False
+    try:
+        with pytest.raises(KeyboardInterrupt), signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached = True
+    finally:
+        stop.set()
+        worker.join()
+    assert reached
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_signals_held_defers_ctrl_c_to_the_end_of_the_block() -> None:

@@ -66,16 +66,35 @@ def required_failure(failures: dict[Path, str]) -> str | None:
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Defer SIGINT/SIGTERM (for this thread) until the block ends; they are delivered after."""
-    try:
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
-    except (OSError, ValueError):
-        previous = None
+    """Defer SIGINT/SIGTERM until the block ends; they are delivered after it, once each.
+
+    A backup has worker threads, and the kernel hands a process-directed signal to any thread
+    that does not block it, so blocking it in this thread alone does not hold it. Instead the
+    Python handlers (which always run in the main thread) are swapped for one that only takes
+    note. Outside the main thread handlers cannot be set; there the block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        if signum not in pending:
+            pending.append(signum)
+
+    previous: dict[signal.Signals, Callable[[int, Any], Any] | int] = {}
+    for sig in _HELD_SIGNALS:
+        handler = signal.getsignal(sig)
+        if handler is not None:  # None: installed outside Python, which we could not restore
+            previous[sig] = handler
+            signal.signal(sig, note)
     try:
         yield
     finally:
-        if previous is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in pending:
+            signal.raise_signal(signum)
 
 
 def _alive_pids() -> frozenset[int]:
