@@ -281,6 +281,7 @@ def test_pack_uploads_run_beside_the_savers_with_bounded_backlog() -> None:
                 gate.wait(30)
             super().save(ft, name, data)
 
+    before = set(threading.enumerate())
     backend = SlowBackend()
     repo = Repository.init(backend, PASSWORD, kdf=FAST_KDF, pack_size=1000)
     saved: list[bytes] = []
@@ -305,6 +306,8 @@ def test_pack_uploads_run_beside_the_savers_with_bounded_backlog() -> None:
     assert not t.is_alive()
     repo.flush()
     assert len(list(backend.list(FileType.PACK))) == MAX_QUEUED_UPLOADS + 3
+    # The upload thread ends with the flush: no thread outlives the session that needed it.
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("upload")]
     for blob_id in saved:
         assert repo.load_blob(BlobType.DATA, blob_id)
 

@@ -236,10 +236,21 @@ class BlobSaver:
         with self._cond:
             while self._inflight > 0:
                 self._cond.wait()
+            uploader, self._uploader = self._uploader, None
+        if uploader is not None:
+            # Idle now; the next full pack starts a new one. No thread outlives its session.
+            uploader.shutdown(wait=True)
         if first_error is not None:
             raise first_error
         with self._cond:
             self._raise_sticky()
+
+    def close(self) -> None:
+        """Wait for packs already handed to the upload thread and end it (open packs are dropped)."""
+        with self._cond:
+            uploader, self._uploader = self._uploader, None
+        if uploader is not None:
+            uploader.shutdown(wait=True)
 
     def pending_count(self) -> int:
         """Blobs saved but not yet in an uploaded pack."""

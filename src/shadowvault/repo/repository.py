@@ -490,6 +490,7 @@ class Repository:
 
     def close(self) -> None:
         """Release locks still held and the backend. Unflushed blobs are discarded: flush first."""
+        self._saver.close()
         for held in list(self._locks):
             held.release()
         self._locks.clear()
