@@ -15,7 +15,7 @@ import pytest
 
 from conftest import require_binary, require_root
 from loopfs import tmpfs
-from shadowvault.engine.readahead import MAX_SIZE, ReadAhead, Unchanged
+from shadowvault.engine.readahead import MAX_SIZE, ReadAhead
 
 
 def _evict(*paths: Path) -> None:
@@ -44,10 +44,10 @@ def _becomes_resident(p: Path, size: int) -> bool:
     return True
 
 
-def _run(base: Path, unchanged: Unchanged | None = None) -> None:
+def _run(base: Path) -> None:
     ra = ReadAhead()
     names = sorted(os.listdir(os.fsencode(base)))
-    ra.directory(os.fsencode(base), names, unchanged)
+    ra.directory(os.fsencode(base), names)
     # close() drops queued work; wait for the queued directory first.
     ra._pool.submit(lambda: None).result(timeout=30)
     ra.close()
@@ -70,27 +70,12 @@ def tree(tmp_path: Path) -> Path:
     return base
 
 
-def test_prefetches_small_files_and_the_level_below_on_a_first_backup(tree: Path) -> None:
+def test_prefetches_small_files_and_the_level_below(tree: Path) -> None:
     _run(tree)
     assert _becomes_resident(tree / "a.txt", 64 * 1024)
     assert _becomes_resident(tree / "sub" / "b.txt", 64 * 1024)  # one level down: entering sub is warm
     assert _resident(tree / "sub" / "deeper" / "c.txt") == 0  # two levels down: not yet
     assert _resident(tree / "big.bin") == 0  # the kernel's sequential read-ahead covers large files
-
-
-def test_with_a_parent_snapshot_skips_unchanged_files_and_reads_no_data_below(tree: Path) -> None:
-    seen: list[bytes] = []
-
-    def unchanged(name: bytes, st: os.stat_result) -> bool:
-        seen.append(name)
-        return name == b"a.txt"
-
-    _run(tree, unchanged)
-    assert b"a.txt" in seen and b"pipe" not in seen  # only regular files are asked about
-    assert _becomes_resident(tree / "z.txt", 64 * 1024)  # changed: prefetched (and the reads landed)
-    assert _resident(tree / "a.txt") == 0
-    # Below the listed directory the parent's verdicts are unknown: metadata only.
-    assert _resident(tree / "sub" / "b.txt") == 0
 
 
 def test_does_not_descend_into_another_file_system(tmp_path: Path) -> None:

@@ -24,7 +24,6 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -67,7 +66,7 @@ from .events import (
     SessionSummary,
     Warning_,
 )
-from .nodes import node_from_meta, node_outcome, same_file, unchanged
+from .nodes import node_from_meta, node_outcome, unchanged
 from .readahead import ReadAhead
 from .summary import Counts, exit_code
 from .tree_builder import PendingDir, PendingFile, TreeBuilder
@@ -333,9 +332,7 @@ class BackupSession:
             self._warn(f"cannot list directory {os.fsdecode(orig)}: {e.strerror}")
             names = []
         if self.opt.force or d.parent_nodes is None:
-            self.readahead.directory(read_path, names, None)
-        else:
-            self.readahead.directory(read_path, names, _unchanged_by(d.parent_nodes))
+            self.readahead.directory(read_path, names)
         for name in names:
             if self._stopping:
                 break
@@ -694,16 +691,6 @@ class _Prefixed:
             self._head = self._head[n:]
             return n
         return int(self._rest.readinto(b))
-
-
-def _unchanged_by(parent_nodes: dict[str, Node]) -> Callable[[bytes, os.stat_result], bool]:
-    """Read-ahead skips what the parent snapshot lets us reuse (the same test as ``unchanged``)."""
-
-    def check(name: bytes, st: os.stat_result) -> bool:
-        node = parent_nodes.get(os.fsdecode(name))
-        return node is not None and same_file(node, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-
-    return check
 
 
 def _mounted_below(orig: bytes) -> bool:

@@ -8,26 +8,27 @@ directory it hands the listing to a helper thread, which
 * calls ``posix_fadvise(WILLNEED)`` on the small regular files that will actually be read, so
   their data is being fetched while the main thread is still busy with earlier files, and
 * one level deeper, lists each subdirectory on the same file system and does the same for its
-  entries, so that entering a directory does not start with a cold listing. Below the current
-  directory the parent snapshot's verdicts are not known yet, so when there is a parent snapshot
-  only metadata is fetched there (an unchanged file's data must not be read at all).
+  entries, so that entering a directory does not start with a cold listing.
+
+It is used only for directories whose files will all be read (no parent snapshot for them, or
+``--force``). In an incremental backup nearly every file is skipped without being opened, and
+measured on the benchmark a read-ahead thread there only repeated the walk's ``lstat`` calls
+and competed with it for the GIL (no-change backup 2.0 s with it, 1.8 s without).
 
 Only regular files are opened (opening a FIFO or a device could have side effects), only small
-ones (the kernel's own sequential read-ahead covers large files), never files the parent snapshot
-lets us skip, and never below a mount point (``/proc`` and friends when backing up ``/``).
-Everything here is advisory: an error is ignored and met again by the real walk.
+ones (the kernel's own sequential read-ahead covers large files), and never below a mount point
+(``/proc`` and friends when backing up ``/``). Everything here is advisory: an error is ignored
+and met again by the real walk.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 MAX_SIZE = 1024 * 1024
-
-Unchanged = Callable[[bytes, os.stat_result], bool]
 
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
@@ -40,21 +41,17 @@ class ReadAhead:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="readahead")
         self._stopped = False
 
-    def directory(self, base: bytes, names: Sequence[bytes], unchanged: Unchanged | None) -> None:
-        """Queue the entries ``names`` of directory ``base``.
-
-        ``unchanged`` says which files the parent snapshot lets the session skip; ``None`` means
-        there is no parent snapshot, so file data is prefetched one level deeper too.
-        """
+    def directory(self, base: bytes, names: Sequence[bytes]) -> None:
+        """Queue the entries ``names`` of directory ``base``, whose files will all be read."""
         if not self._stopped:
-            self._pool.submit(self._run, base, list(names), unchanged)
+            self._pool.submit(self._run, base, list(names))
 
     def close(self) -> None:
         """Stop (pending directories are dropped)."""
         self._stopped = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run(self, base: bytes, names: list[bytes], unchanged: Unchanged | None) -> None:
+    def _run(self, base: bytes, names: list[bytes]) -> None:
         try:
             dev = os.lstat(base).st_dev
         except OSError:
@@ -68,12 +65,12 @@ class ReadAhead:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if st.st_dev == dev:
-                    self._below(path, data=unchanged is None)
-            elif _worth_reading(st) and not (unchanged is not None and unchanged(name, st)):
+                    self._below(path)
+            elif _worth_reading(st):
                 _willneed(path)
 
-    def _below(self, directory: bytes, *, data: bool) -> None:
-        """Prefetch the listing and inodes of ``directory`` (and small files' data if ``data``)."""
+    def _below(self, directory: bytes) -> None:
+        """Prefetch the listing, the inodes and the small files' data of ``directory``."""
         try:
             names = os.listdir(directory)
         except OSError:
@@ -84,7 +81,7 @@ class ReadAhead:
                 return
             path = directory + b"/" + name
             st = _lstat(path)
-            if data and st is not None and _worth_reading(st):
+            if st is not None and _worth_reading(st):
                 _willneed(path)
 
 
