@@ -7,6 +7,7 @@ from typing import Any
 
 from shadowvault.config import Config, EffectiveSet
 from shadowvault.engine.backup import BackupOptions
+from shadowvault.engine.prewarm import MetadataPrewarm
 from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
 from shadowvault.errors import ShadowvaultError, UsageError
 from shadowvault.openfiles import Strategy
@@ -118,14 +119,23 @@ def run(app: App, args: argparse.Namespace) -> int:
         )
         for eff in runs
     ]
-    repo = app.open_repo(create_default=True, pack_size=pack_size)
+    # Opening the repository is mostly waiting (key derivation, the lock's settling pause, the
+    # index); the sources' metadata is read into the cache meanwhile.
+    prewarm = MetadataPrewarm([s for opts in options for s in opts.sources])
+    try:
+        repo = app.open_repo(create_default=True, pack_size=pack_size)
+    except BaseException:
+        prewarm.stop()
+        raise
     codes: list[int] = []
     try:
         with repo.lock(exclusive=False):
             repo.load_index()
+            prewarm.stop()  # the walk starts now; it must not compete with it
             for eff, opts in zip(runs, options, strict=True):
                 codes.append(_run_one(app, repo, eff, opts, several=len(runs) > 1))
     finally:
+        prewarm.stop()
         repo.close()
     return worst_exit_code(codes)
 
