@@ -361,7 +361,7 @@ class BackupSession:
             self._file_failed_early(orig, "io-error", f"cannot read metadata: {e.strerror}")
             return
         meta = _renamed(meta, name)
-        if not is_source and (not self.selector.selected(orig, meta) or self._internal(orig)):
+        if not is_source and (not self.selector.selected(orig, meta) or self._internal(orig, name)):
             return
         if meta.kind == "dir":
             if view is not None and not is_source and not self.opt.one_file_system and _mounted_below(orig):
@@ -394,11 +394,12 @@ class BackupSession:
         except OSError:
             return snap_meta
 
-    def _internal(self, orig: bytes) -> bool:
+    def _internal(self, orig: bytes, name: bytes) -> bool:
         """Snapshot and clone work directories (this session's or another's) are never backed up."""
-        if os.path.basename(orig).startswith(_INTERNAL_PREFIX):
+        if name.startswith(_INTERNAL_PREFIX):
             return True
-        return any(orig == os.fsencode(str(p)) for p in self._snaps.internal_paths)
+        paths = self._snaps.internal_paths
+        return bool(paths) and any(orig == os.fsencode(str(p)) for p in paths)
 
     @property
     def selector(self) -> Selector:
@@ -608,6 +609,8 @@ class BackupSession:
     # ----- retries ------------------------------------------------------------------------------
 
     def _poll_retries(self) -> None:
+        if not self.queue:  # asked before every entry; almost always empty
+            return
         for w in self.queue.pop_due(time.monotonic()):
             self._retry(w)
 
