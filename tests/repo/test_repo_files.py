@@ -261,3 +261,23 @@ def test_snapshot_field_order_and_extra() -> None:
         "summary",
     ]
     assert Snapshot.from_json(snap.to_json()) == snap
+
+
+@pytest.mark.parametrize("content_size", [True, False])
+def test_blob_decompression_with_known_length(content_size: bool) -> None:
+    """The one-call path for blobs agrees with the streaming one, with or without the frame's size."""
+    data = os.urandom(1000) * 300
+    frame = zstandard.ZstdCompressor(write_content_size=content_size).compress(data)
+    assert compression.decompress(frame, len(data)) == data
+    assert compression.decompress(frame) == data
+
+
+def test_blob_decompression_falls_back_for_several_frames_and_rejects_wrong_lengths() -> None:
+    first, second = b"abc" * 1000, b"xyz" * 10
+    comp = zstandard.ZstdCompressor()
+    two = comp.compress(first) + comp.compress(second)
+    assert compression.decompress(two, len(first) + len(second)) == first + second
+    with pytest.raises(ValueError, match="expected 5"):
+        compression.decompress(comp.compress(first), 5)
+    with pytest.raises(ValueError, match="corrupt"):
+        compression.decompress(b"\x28\xb5\x2f\xfd" + os.urandom(40), 100)

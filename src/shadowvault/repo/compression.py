@@ -52,6 +52,16 @@ def decompress(data: bytes | bytearray | memoryview, expected_length: int | None
     decoder is used; ``expected_length`` (from the index) is checked when given.
     ``ValueError`` on corrupt input or a length mismatch.
     """
+    if expected_length is not None:
+        # Blobs are one frame of known size: one call, without the streaming decoder's
+        # 128 KiB steps (each retakes the GIL and grows the result). Anything unusual
+        # (several frames, a wrong size, damage) is left to the careful path below.
+        try:
+            out = _decompressor().decompress(data, max_output_size=expected_length)
+        except zstandard.ZstdError:
+            out = b""
+        if len(out) == expected_length:
+            return out
     try:
         out = _decompressor().decompressobj(read_across_frames=True).decompress(data)
     except zstandard.ZstdError as exc:
