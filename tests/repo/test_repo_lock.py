@@ -72,6 +72,34 @@ def test_exclusive_held_by_us_blocks_a_second_client(repo: Repository) -> None:
             pass
 
 
+def test_work_done_during_the_settling_pause_still_meets_the_recheck(repo: Repository) -> None:
+    """``meanwhile`` replaces part of the pause; a rival lock written during it is still found,
+    and our lock is removed when the recheck (or the work) fails."""
+    ran: list[float] = []
+    start = time.monotonic()
+    with repo.lock(exclusive=False, recheck_delay=0.3, meanwhile=lambda: ran.append(time.monotonic())):
+        held_after = time.monotonic() - start
+        assert len(_locks(repo)) == 1
+    assert ran and ran[0] - start < 0.3  # it ran inside the pause ...
+    assert held_after >= 0.3  # ... and the pause was still honoured in full
+
+    def rival() -> None:
+        _plant(repo, exclusive=True, hostname="other-host")
+
+    with pytest.raises(RepoLockedError), repo.lock(exclusive=False, recheck_delay=0.05, meanwhile=rival):
+        pass
+    assert len(_locks(repo)) == 1  # only the rival's: ours was removed
+    for name in _locks(repo):
+        repo.backend.remove(FileType.LOCK, name)
+
+    def broken() -> None:
+        raise ValueError("index unreadable")
+
+    with pytest.raises(ValueError), repo.lock(exclusive=False, recheck_delay=0.05, meanwhile=broken):
+        pass
+    assert _locks(repo) == []
+
+
 def test_stale_locks_are_ignored_and_removable(repo: Repository) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()

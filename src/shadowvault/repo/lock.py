@@ -17,7 +17,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -202,14 +202,23 @@ class RepoLock:
                     f"or delete locks/{name} if that process is gone"
                 )
 
-    def acquire(self) -> None:
-        """Check, write our lock, wait, check again; start the refresh thread."""
+    def acquire(self, meanwhile: Callable[[], None] | None = None) -> None:
+        """Check, write our lock, wait, check again; start the refresh thread.
+
+        The wait (restic's: a lock written at the same moment as ours must have landed) can do
+        useful work instead of sleeping: ``meanwhile`` runs during it, and only the rest of the
+        delay is slept. It must only read the repository, since the lock is not confirmed yet.
+        """
         self.check_others()
         self.info = LockInfo.for_this_process(self.exclusive)
         self.lock_id = self._store.save_unpacked(FileType.LOCK, self.info.to_json()).hex()
-        if self._recheck_delay > 0:
-            time.sleep(self._recheck_delay)
+        settled = time.monotonic() + self._recheck_delay
         try:
+            if meanwhile is not None:
+                meanwhile()
+            left = settled - time.monotonic()
+            if left > 0:
+                time.sleep(left)
             self.check_others()
         except BaseException:
             self._remove_own()

@@ -468,15 +468,20 @@ class Repository:
         *,
         refresh_interval: float | None = None,
         recheck_delay: float | None = None,
+        meanwhile: Callable[[], None] | None = None,
     ) -> Iterator[None]:
-        """Hold a repository lock for the ``with`` block (RepoLockedError on conflict)."""
+        """Hold a repository lock for the ``with`` block (RepoLockedError on conflict).
+
+        ``meanwhile`` (read-only work such as ``load_index``) runs during the lock's settling
+        pause instead of after it.
+        """
         kwargs: dict[str, float] = {}
         if refresh_interval is not None:
             kwargs["refresh_interval"] = refresh_interval
         if recheck_delay is not None:
             kwargs["recheck_delay"] = recheck_delay
         held = RepoLock(self, exclusive, **kwargs)
-        held.acquire()
+        held.acquire(meanwhile)
         self._locks.append(held)
         try:
             yield

@@ -129,8 +129,8 @@ def run(app: App, args: argparse.Namespace) -> int:
         raise
     codes: list[int] = []
     try:
-        with repo.lock(exclusive=False):
-            repo.load_index()
+        # The index is read during the lock's settling pause (restic sleeps through it).
+        with repo.lock(exclusive=False, meanwhile=repo.load_index):
             prewarm.stop()  # the walk starts now; it must not compete with it
             for eff, opts in zip(runs, options, strict=True):
                 codes.append(_run_one(app, repo, eff, opts, several=len(runs) > 1))
