@@ -127,3 +127,16 @@ def test_key_file_round_trip_and_wrong_password() -> None:
     assert key.open_master(parsed, "secret") == master
     with pytest.raises(crypto.CiphertextError):
         key.open_master(parsed, "not the secret")
+
+
+def test_kdf_matches_the_reference_scrypt_on_both_paths() -> None:
+    """hashlib's scrypt (used for its GIL release) agrees with cryptography's, which takes over
+    for parameters beyond hashlib's memory limit."""
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+    salt = os.urandom(crypto.SALT_SIZE)
+    params = crypto.KdfParams(n=1024, r=8, p=2)
+    ref = Scrypt(salt=salt, length=64, n=1024, r=8, p=2).derive(b"pw")
+    assert crypto.kdf(params, salt, "pw") == crypto.Key.from_kdf_output(ref)
+    assert crypto.scrypt64(b"pw", salt, params) == ref
+    assert crypto.scrypt64(b"pw", salt, params, hashlib_limit=0) == ref

@@ -10,6 +10,7 @@ ciphertext only. Bytes in, bytes out: no files and no backends here.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import threading
@@ -192,5 +193,20 @@ def kdf(params: KdfParams, salt: bytes, password: str | bytes) -> Key:
     if len(salt) != SALT_SIZE:
         raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(salt)}")
     pw = password.encode() if isinstance(password, str) else password
-    raw = Scrypt(salt=salt, length=64, n=params.n, r=params.r, p=params.p).derive(pw)
-    return Key.from_kdf_output(raw)
+    return Key.from_kdf_output(scrypt64(pw, salt, params))
+
+
+def scrypt64(password: bytes, salt: bytes, params: KdfParams, *, hashlib_limit: int = 2**31 - 1) -> bytes:
+    """64 bytes of scrypt output.
+
+    hashlib's scrypt (OpenSSL) releases the GIL, so the session's other threads (the sources'
+    metadata pre-warm) make progress during the ~0.3 s derivation; cryptography's holds it.
+    hashlib refuses a memory limit of ``hashlib_limit`` or more, so keys made elsewhere with huge
+    parameters go to cryptography's implementation.
+    """
+    # scrypt needs 128·r·N bytes plus 128·r·p: the limit is that with room to spare.
+    maxmem = 128 * params.r * (params.n + params.p) + (64 << 20)
+    n, r, p = params.n, params.r, params.p
+    if maxmem < hashlib_limit:
+        return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=64)
+    return Scrypt(salt=salt, length=64, n=n, r=r, p=p).derive(password)
