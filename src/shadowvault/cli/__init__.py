@@ -12,11 +12,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from shadowvault import __version__
-from shadowvault.errors import ShadowvaultError
+from shadowvault import __version__, kdfcache
 
-from .app import App
-from .commands import COMMANDS
+# Before the heavy imports below: key derivation (GIL released) runs while they load.
+kdfcache.prefetch_for_command(sys.argv[1:], os.environ)
+
+from shadowvault.errors import ShadowvaultError  # noqa: E402
+
+from .app import App  # noqa: E402
+from .commands import COMMANDS  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

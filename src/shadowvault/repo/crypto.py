@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algori
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
+from shadowvault import kdfcache
 from shadowvault.errors import IntegrityError
 
 IV_SIZE = 16
@@ -193,7 +194,8 @@ def kdf(params: KdfParams, salt: bytes, password: str | bytes) -> Key:
     if len(salt) != SALT_SIZE:
         raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(salt)}")
     pw = password.encode() if isinstance(password, str) else password
-    return Key.from_kdf_output(scrypt64(pw, salt, params))
+    early = kdfcache.take(pw, salt, params.n, params.r, params.p)
+    return Key.from_kdf_output(early if early is not None else scrypt64(pw, salt, params))
 
 
 def scrypt64(password: bytes, salt: bytes, params: KdfParams, *, hashlib_limit: int = 2**31 - 1) -> bytes:
@@ -204,9 +206,8 @@ def scrypt64(password: bytes, salt: bytes, params: KdfParams, *, hashlib_limit: 
     hashlib refuses a memory limit of ``hashlib_limit`` or more, so keys made elsewhere with huge
     parameters go to cryptography's implementation.
     """
-    # scrypt needs 128·r·N bytes plus 128·r·p: the limit is that with room to spare.
-    maxmem = 128 * params.r * (params.n + params.p) + (64 << 20)
     n, r, p = params.n, params.r, params.p
+    maxmem = kdfcache.maxmem_for(n, r, p)
     if maxmem < hashlib_limit:
         return hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=64)
     return Scrypt(salt=salt, length=64, n=n, r=r, p=p).derive(password)

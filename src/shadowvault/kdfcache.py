@@ -1,0 +1,115 @@
+"""Start the key derivation while the program is still importing itself.
+
+Opening a repository begins with scrypt (~0.3 s, like restic), and a Python program spends about as
+long importing its modules before it gets there. hashlib's scrypt releases the GIL, so when the
+command line already names the repository (``--repo`` or ``$SHADOWVAULT_REPOSITORY``) and the password
+is in ``$SHADOWVAULT_PASSWORD``, the CLI starts deriving the user key of each key file in a daemon
+thread before its heavy imports; ``repo.crypto.kdf`` then takes the result instead of computing it.
+
+This module uses the standard library only (it runs before the rest is imported). A guess that does
+not match what the repository layer asks for later (another repository, another password, a key file
+it cannot read) is simply not used; nothing else depends on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+
+REPO_COMMANDS = frozenset({"backup", "restore", "snapshots", "ls", "check", "cat", "report"})
+_MAX_KEYS = 4
+_HASHLIB_LIMIT = 2**31 - 1
+
+Params = tuple[bytes, bytes, int, int, int]  # password, salt, N, r, p
+
+
+class _Job:
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: bytes | None = None
+
+    def run(self, params: Params, maxmem: int) -> None:
+        password, salt, n, r, p = params
+        try:
+            self.result = hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=maxmem, dklen=64)
+        except (ValueError, MemoryError):
+            self.result = None  # the repository layer derives it itself and reports any problem
+        finally:
+            self.done.set()
+
+
+_lock = threading.Lock()
+_jobs: dict[Params, _Job] = {}
+
+
+def maxmem_for(n: int, r: int, p: int) -> int:
+    """A memory limit scrypt(N, r, p) fits in: 128·r·(N + p) bytes plus room to spare."""
+    return 128 * r * (n + p) + (64 << 20)
+
+
+def prefetch(repo_dir: str, password: str) -> int:
+    """Start deriving the user key of each key file of ``repo_dir``; returns how many started."""
+    keys = os.path.join(repo_dir, "keys")
+    try:
+        names = sorted(os.listdir(keys))[:_MAX_KEYS]
+    except OSError:
+        return 0
+    started = 0
+    for name in names:
+        try:
+            with open(os.path.join(keys, name), "rb") as f:
+                doc = json.load(f)
+            if doc.get("kdf") != "scrypt":
+                continue
+            params: Params = (
+                password.encode(),
+                base64.b64decode(doc["salt"]),
+                int(doc["N"]),
+                int(doc["r"]),
+                int(doc["p"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        maxmem = maxmem_for(*params[2:])
+        if maxmem >= _HASHLIB_LIMIT:
+            continue
+        job = _Job()
+        with _lock:
+            if params in _jobs:
+                continue
+            _jobs[params] = job
+        threading.Thread(target=job.run, args=(params, maxmem), name="kdf", daemon=True).start()
+        started += 1
+    return started
+
+
+def prefetch_for_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """``prefetch`` when ``argv`` runs a repository command whose repository and password are known
+    without reading any configuration; 0 otherwise."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    password = env.get("SHADOWVAULT_PASSWORD")
+    if command not in REPO_COMMANDS or not password:
+        return 0
+    repo = env.get("SHADOWVAULT_REPOSITORY")
+    for i, arg in enumerate(argv):
+        if arg in ("-r", "--repo") and i + 1 < len(argv):
+            repo = argv[i + 1]
+        elif arg.startswith("--repo="):
+            repo = arg.partition("=")[2]
+    if not repo:
+        return 0
+    return prefetch(os.path.expanduser(repo), password)
+
+
+def take(password: bytes, salt: bytes, n: int, r: int, p: int) -> bytes | None:
+    """The 64 bytes derived early for exactly these inputs (waiting for them), or None."""
+    with _lock:
+        job = _jobs.pop((password, salt, n, r, p), None)
+    if job is None:
+        return None
+    job.done.wait()
+    return job.result
