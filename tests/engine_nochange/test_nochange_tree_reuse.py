@@ -23,7 +23,7 @@ import pytest
 from conftest import require, require_binary, require_root
 from shadowvault.engine.backup import BackupOptions, BackupSession
 from shadowvault.engine.events import ListSink
-from shadowvault.engine.nodes import equals_meta_node, node_from_meta, same_file, unchanged
+from shadowvault.engine.nodes import equals_meta_node, node_from_meta, unchanged
 from shadowvault.fs import FileMeta, read_meta
 from shadowvault.repo import LocalBackend, Node, Repository
 from treeutil import PASSWORD, restic
@@ -300,8 +300,11 @@ def test_unchanged_is_restics_rule(tmp_path: Path) -> None:
         for field in ("size", "mtime", "ctime", "inode", "atime", "mode", "uid"):
             variants.append(dataclasses.replace(base, **{field: getattr(base, field) + 1}))
         for node in variants:
-            expected = meta.kind == "file" and same_file(
-                node, meta.size, meta.mtime_ns, meta.ctime_ns, meta.inode
+            expected = (
+                meta.kind == "file"
+                and node.type == "file"
+                and (node.size, node.mtime, node.ctime, node.inode)
+                == (meta.size, meta.mtime_ns, meta.ctime_ns, meta.inode)
             )
             assert unchanged(node, meta) == expected, (meta.kind, node)
     (tmp_path / "again").mkdir()

@@ -108,20 +108,11 @@ def node_outcome(node: Node) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def same_file(node: Node, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> bool:
-    """restic's change detection: a file node with the same size, mtime, ctime and inode."""
-    return (
-        node.type == "file"
-        and node.size == size
-        and node.mtime == mtime_ns
-        and node.ctime == ctime_ns
-        and node.inode == inode
-    )
-
-
 def unchanged(node: Node, meta: FileMeta) -> bool:
-    """The entry ``meta`` is a file the parent snapshot already holds: it is not read again."""
-    # same_file's test written out: asked once per file of every incremental backup.
+    """The entry ``meta`` is a file the parent snapshot already holds: it is not read again.
+
+    restic's change detection: a file node with the same size, mtime, ctime and inode.
+    """
     return (
         meta.kind == "file"
         and node.type == "file"
