@@ -51,11 +51,15 @@ class ReadAhead:
         self._stopped = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run(self, base: bytes, names: list[bytes]) -> None:
-        try:
-            dev = os.lstat(base).st_dev
-        except OSError:
-            return
+    def _run(self, base: bytes, names: list[bytes], *, descend: bool = True) -> None:
+        """Prefetch the inodes and small files' data of ``names`` in ``base``; with ``descend``,
+        do the same (listing first) for each subdirectory on the same file system."""
+        dev = None
+        if descend:
+            st = _lstat(base)
+            if st is None:
+                return
+            dev = st.st_dev
         for name in names:
             if self._stopped:
                 return
@@ -70,19 +74,13 @@ class ReadAhead:
                 _willneed(path)
 
     def _below(self, directory: bytes) -> None:
-        """Prefetch the listing, the inodes and the small files' data of ``directory``."""
+        """One level down: the listing, the inodes and the small files' data of ``directory``."""
         try:
             names = os.listdir(directory)
         except OSError:
             return
         names.sort()  # the order the walk will take
-        for name in names:
-            if self._stopped:
-                return
-            path = directory + b"/" + name
-            st = _lstat(path)
-            if st is not None and _worth_reading(st):
-                _willneed(path)
+        self._run(directory, names, descend=False)
 
 
 def _lstat(path: bytes) -> os.stat_result | None:
