@@ -22,7 +22,8 @@ from collections.abc import Mapping, Sequence
 
 REPO_COMMANDS = frozenset({"backup", "restore", "snapshots", "ls", "check", "cat", "report"})
 _MAX_KEYS = 4
-_HASHLIB_LIMIT = 2**31 - 1
+HASHLIB_LIMIT = 2**31 - 1
+"""hashlib.scrypt refuses a memory limit this large or larger."""
 
 Params = tuple[bytes, bytes, int, int, int]  # password, salt, N, r, p
 
@@ -75,7 +76,7 @@ def prefetch(repo_dir: str, password: str) -> int:
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue
         maxmem = maxmem_for(*params[2:])
-        if maxmem >= _HASHLIB_LIMIT:
+        if maxmem >= HASHLIB_LIMIT:
             continue
         job = _Job()
         with _lock:

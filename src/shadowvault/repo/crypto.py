@@ -198,7 +198,9 @@ def kdf(params: KdfParams, salt: bytes, password: str | bytes) -> Key:
     return Key.from_kdf_output(early if early is not None else scrypt64(pw, salt, params))
 
 
-def scrypt64(password: bytes, salt: bytes, params: KdfParams, *, hashlib_limit: int = 2**31 - 1) -> bytes:
+def scrypt64(
+    password: bytes, salt: bytes, params: KdfParams, *, hashlib_limit: int = kdfcache.HASHLIB_LIMIT
+) -> bytes:
     """64 bytes of scrypt output.
 
     hashlib's scrypt (OpenSSL) releases the GIL, so the session's other threads (the sources'

@@ -236,10 +236,9 @@ class BlobSaver:
         with self._cond:
             while self._inflight > 0:
                 self._cond.wait()
-            uploader, self._uploader = self._uploader, None
-        if uploader is not None:
-            # Idle now; the next full pack starts a new one. No thread outlives its session.
-            uploader.shutdown(wait=True)
+        # The upload thread is idle now; the next full pack starts a new one, so no thread
+        # outlives the session that needed it.
+        self.close()
         if first_error is not None:
             raise first_error
         with self._cond:
