@@ -24,12 +24,23 @@ import itertools
 import json
 import os
 import random
-import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MANIFEST_NAME", "DatasetSpec", "Manifest", "ensure_dataset", "generate", "spec_for_size"]
+__all__ = [
+    "MANIFEST_NAME",
+    "PROFILES",
+    "DatasetSpec",
+    "Manifest",
+    "ensure_dataset",
+    "generate",
+    "remove_tree",
+    "spec_for_profile",
+    "spec_for_size",
+    "walk_files",
+]
 
 MANIFEST_NAME = ".bench-manifest.json"
 KIB = 1024
@@ -52,6 +63,9 @@ class DatasetSpec:
     directories: int = 400
     max_depth: int = 4
     text_fraction: float = 0.5
+    # A chain of this many nested directories (one small file in each) under ``deep/``: the deep-tree
+    # case, where a recursive walk runs out of stack and paths approach PATH_MAX.
+    deep_levels: int = 0
     generator_version: int = GENERATOR_VERSION
 
     def digest(self) -> str:
@@ -106,6 +120,40 @@ def spec_for_size(size_gib: float, seed: int = DatasetSpec.seed) -> DatasetSpec:
     )
 
 
+PROFILES = ("standard", "small-files", "deep-tree")
+
+
+def spec_for_profile(profile: str, size_gib: float, seed: int = DatasetSpec.seed) -> DatasetSpec:
+    """The dataset of a named profile.
+
+    * ``standard``: :func:`spec_for_size` (small and big files, ~1 GiB at size 1);
+    * ``small-files``: a server-like tree of 200,000 files of 0-2 KiB in 2,000 directories (scaled by
+      ``size_gib``: 1 means the full 200,000), where the per-file cost dominates;
+    * ``deep-tree``: 1,500 nested directories with a small file each, plus 2,000 small files beside
+      them (a walk must not recurse once per level).
+    """
+    if profile == "standard":
+        return spec_for_size(size_gib, seed)
+    if size_gib <= 0:
+        raise ValueError("size must be positive")
+    if profile == "small-files":
+        return DatasetSpec(
+            seed=seed,
+            small_files=max(100, round(200_000 * size_gib)),
+            small_min=0,
+            small_max=2 * KIB,
+            big_files=0,
+            directories=max(10, round(2_000 * size_gib)),
+            max_depth=3,
+        )
+    if profile == "deep-tree":
+        return DatasetSpec(
+            seed=seed, small_files=2_000, small_min=0, small_max=4 * KIB, big_files=0, directories=20,
+            deep_levels=1_500,
+        )
+    raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
+
+
 class _TextSource:
     """Text-like bytes: lines picked from a pool of word sentences."""
 
@@ -149,6 +197,11 @@ def _plan(spec: DatasetSpec) -> Iterator[tuple[str, int, bool, int]]:
     for i in range(spec.big_files):
         # Alternate so both kinds are present even with two big files.
         yield f"big/big{i:02d}.bin", spec.big_size, i % 2 == 1, rng.getrandbits(64)
+    # Short names keep the deepest path (~1,500 x 2 bytes + the root) under PATH_MAX (4,096).
+    deep = "deep"
+    for i in range(spec.deep_levels):
+        deep += f"/{i % 10}"
+        yield f"{deep}/f", rng.randint(0, 512), True, rng.getrandbits(64)
 
 
 def generate(root: Path, spec: DatasetSpec) -> Manifest:
@@ -182,6 +235,28 @@ def generate(root: Path, spec: DatasetSpec) -> Manifest:
     return manifest
 
 
+def walk_files(root: Path | str) -> Iterator[tuple[str, list[str]]]:
+    """(directory path, file names) for every directory under ``root``, iteratively.
+
+    ``os.walk`` recurses once per level (Python 3.11) and fails on the deep-tree profile.
+    """
+    stack = [os.fspath(root)]
+    while stack:
+        top = stack.pop()
+        files: list[str] = []
+        with os.scandir(top) as it:
+            for e in it:
+                (stack if e.is_dir(follow_symlinks=False) else files).append(
+                    e.path if e.is_dir(follow_symlinks=False) else e.name
+                )
+        yield top, files
+
+
+def remove_tree(path: Path) -> None:
+    """Delete ``path`` and everything below it (``rm -rf``: ``shutil.rmtree`` recurses per level)."""
+    subprocess.run(["rm", "-rf", "--", os.fspath(path)], check=True)
+
+
 def load_manifest(root: Path) -> Manifest | None:
     """The manifest of a complete tree at ``root``, or None."""
     try:
@@ -201,13 +276,13 @@ def ensure_dataset(root: Path, spec: DatasetSpec) -> tuple[Manifest, bool]:
     if manifest is not None and manifest.spec == spec and _sizes_match(root, manifest):
         return manifest, False
     if root.exists():
-        shutil.rmtree(root)
+        remove_tree(root)
     return generate(root, spec), True
 
 
 def _sizes_match(root: Path, manifest: Manifest) -> bool:
     seen = 0
-    for dirpath, _dirnames, filenames in os.walk(root):
+    for dirpath, filenames in walk_files(root):
         for name in filenames:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, root)

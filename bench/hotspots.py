@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dataset import ensure_dataset, spec_for_size
+from dataset import ensure_dataset, remove_tree, spec_for_size
 from measure import claim_workdir, prepare_caches, run_measured
 from tools import shadowvault_tool, tool_env
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir.resolve()
     claim_workdir(work)
     if work.exists():
-        shutil.rmtree(work)
+        remove_tree(work)
     work.mkdir(parents=True)
     env = tool_env(work)
     sv = shadowvault_tool(env)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from dataset import walk_files
+
 __all__ = ["CacheMode", "Measurement", "can_drop_caches", "prepare_caches", "run_measured", "warm_tree"]
 
 
@@ -103,7 +105,7 @@ def prepare_caches(mode: CacheMode) -> None:
 def warm_tree(root: Path) -> int:
     """Read every file under ``root`` once so it sits in the page cache; returns bytes read."""
     total = 0
-    for dirpath, _dirs, files in os.walk(root):
+    for dirpath, files in walk_files(root):
         for name in files:
             with open(os.path.join(dirpath, name), "rb", buffering=0) as f:
                 while chunk := f.read(1 << 20):

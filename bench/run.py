@@ -14,14 +14,13 @@ import datetime as dt
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset import ensure_dataset, spec_for_size
+from dataset import PROFILES, ensure_dataset, remove_tree, spec_for_profile, walk_files
 from measure import (
     CacheMode,
     Measurement,
@@ -63,7 +62,7 @@ class Run:
 
 def _fresh(path: Path) -> Path:
     if path.exists():
-        shutil.rmtree(path)
+        remove_tree(path)
     return path
 
 
@@ -74,7 +73,7 @@ def _init(run: Run, tool: Tool, repo: Path) -> None:
 
 
 def _du(path: Path) -> int:
-    return sum(os.lstat(os.path.join(d, f)).st_size for d, _dirs, files in os.walk(path) for f in files)
+    return sum(os.lstat(os.path.join(d, f)).st_size for d, files in walk_files(path) for f in files)
 
 
 def main_steps(run: Run, tools: list[Tool], hashes: SourceHashes, repeats: int) -> dict[str, object]:
@@ -102,7 +101,7 @@ def main_steps(run: Run, tools: list[Tool], hashes: SourceHashes, repeats: int) 
             if chk.returncode != 0:
                 run.problems.append(f"restic check of shadowvault's repository failed:\n{chk.stderr_tail()}")
         for repo in repos.values():
-            shutil.rmtree(repo)
+            remove_tree(repo)
     return extra
 
 
@@ -122,7 +121,7 @@ def _one_step(
         if first_round:
             extra[f"verify_{t.name}"] = verdict.to_json()
         run.problems.extend(f"{t.name} restore: {p}" for p in verdict.problems[:20])
-        shutil.rmtree(target)
+        remove_tree(target)
         return m
     first = step == "first backup"
     m = run.measure(t, step, t.backup(repo, run.source))
@@ -148,7 +147,7 @@ def overhead(run: Run, sv: Tool, pairs: int) -> dict[str, object]:
             m = run.measure(sv, f"overhead {mode} {i}", sv.backup(repo, run.source, extra))
             run.problems.extend(sv.check_backup(m.stdout(), run.n_files, first=True))
             runs[mode].append(m)
-            shutil.rmtree(repo)
+            remove_tree(repo)
     wall = {k: statistics.median(m.wall_s for m in v) for k, v in runs.items()}
     cpu = {k: statistics.median(m.cpu_s for m in v) for k, v in runs.items()}
     return {
@@ -257,7 +256,18 @@ def report_table(doc: dict[str, object]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line of the benchmark."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--size-gib", type=float, default=1.0, help="dataset size in GiB (default 1)")
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="standard",
+        help="dataset: standard (small and big files), small-files (200,000 files of 0-2 KiB), deep-tree",
+    )
+    p.add_argument(
+        "--size-gib",
+        type=float,
+        default=1.0,
+        help="dataset scale (default 1: ~1 GiB standard, 200,000 files small-files)",
+    )
     p.add_argument("--workdir", type=Path, default=HERE / "work", help="repositories, restores, logs")
     p.add_argument("--data-dir", type=Path, default=HERE / "data", help="where datasets are generated")
     p.add_argument("--seed", type=int, default=20261125, help="dataset seed")
@@ -278,7 +288,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit status 1 when any correctness check failed."""
     args = parse_args(argv)
-    spec = spec_for_size(args.size_gib, args.seed)
+    spec = spec_for_profile(args.profile, args.size_gib, args.seed)
     source = (args.data_dir / f"dataset-{spec.digest()}").resolve()
     claim_workdir(args.workdir.resolve())
     workdir = _fresh(args.workdir.resolve())
@@ -310,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         "files": len(manifest.files),
         "bytes": manifest.total_bytes,
         "spec": spec.digest(),
+        "profile": args.profile,
         "cache": cache,
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
@@ -327,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = report_json(run, meta, extra)
     print(json.dumps(doc, indent=2) if args.json else report_table(doc))
     if not args.keep:
-        shutil.rmtree(workdir)
+        remove_tree(workdir)
     return 0 if not run.problems else 1
 
 

@@ -14,7 +14,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataset import MANIFEST_NAME, Manifest
+from dataset import MANIFEST_NAME, Manifest, walk_files
 
 __all__ = ["SourceHashes", "Verdict", "restored_root", "verify_restore"]
 
@@ -87,7 +87,9 @@ def verify_restore(restored: Path, hashes: SourceHashes) -> Verdict:
     problems: list[str] = []
     expected = hashes.manifest.files
     seen: set[str] = set()
-    for dirpath, _dirs, files in os.walk(restored):
+    if not restored.is_dir():
+        return Verdict(files_checked=0, hashed=0, problems=(f"nothing restored at {restored}",))
+    for dirpath, files in walk_files(restored):
         for name in files:
             path = os.path.join(dirpath, name)
             rel = os.path.relpath(path, restored)
