@@ -81,7 +81,10 @@ def node_from_meta(
         type=meta.kind,
         mode=go_mode(meta.mode, meta.kind),
         mtime=meta.mtime_ns,
-        atime=meta.atime_ns,
+        # restic's default (no --with-atime): the access time is stored as the modification time.
+        # Every backup reads (lists, readlinks) what it saves and so moves access times, which would
+        # make a second backup of an unchanged tree write new trees.
+        atime=meta.mtime_ns,
         ctime=meta.ctime_ns,
         uid=meta.uid,
         gid=meta.gid,
@@ -142,7 +145,7 @@ def equals_meta_node(
     return (
         node.mtime == meta.mtime_ns
         and node.ctime == meta.ctime_ns
-        and node.atime == meta.atime_ns
+        and node.atime == meta.mtime_ns
         and node.inode == meta.inode
         and node.type == kind
         and node.size == (meta.size if is_file else 0)
