@@ -187,7 +187,6 @@ def test_one_metadata_change_gives_its_directory_a_new_tree(
             require(False, "needs user xattrs on the test file system")
     root = settle(repo, src)
     before = {d: tree_of(repo, root, src / d) for d in ("a", "b", "c")}
-    st = target.stat()
     apply(target)
     pin_dir_atimes(src)
     new_root, read = backup(repo, src)
