@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -119,6 +120,17 @@ class BackupResult:
     exit_code: int
     outcomes: list[dict[str, Any]]
     partial: bool
+
+
+@dataclass
+class _DirFrame:
+    """A directory being walked: its pending tree, paths, snapshot view and the names left."""
+
+    d: PendingDir
+    orig: bytes
+    read_path: bytes
+    view: SnapshotView | None
+    names: Iterator[bytes]
 
 
 @dataclass
@@ -306,7 +318,11 @@ class BackupSession:
                     read_path = os.fsencode(str(view.walk_root))
                     # --one-file-system compares against the snapshot's own device number.
                     self.selector.root_devices.add(os.lstat(read_path).st_dev)
-                self._backup_entry(d, name.encode(), os.fsencode(path), read_path, parent_node, view, True)
+                below = self._backup_entry(
+                    d, name.encode(), os.fsencode(path), read_path, parent_node, view, True
+                )
+                if below is not None:
+                    self._walk_dir(*below)
                 continue
             meta = read_meta(os.fsencode(path))
             child = self._child_dir(d, meta, parent_node)
@@ -326,6 +342,38 @@ class BackupSession:
         )
 
     def _walk_dir(self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None) -> None:
+        """Back up the directory ``d`` and everything below it.
+
+        Iterative, with one frame per open directory on an explicit stack: a tree thousands of levels
+        deep must not exhaust Python's recursion limit (restic's walk has no such limit either).
+        """
+        stack = [self._open_dir(d, orig, read_path, view)]
+        while stack:
+            frame = stack[-1]
+            name = next(frame.names, None)
+            if name is None or self._stopping:
+                stack.pop()
+                frame.d.listed = True
+                self._seal_later(frame.d)
+                continue
+            self._poll_retries()
+            self._seal_ready()
+            fd = frame.d
+            parent_node = (fd.parent_nodes or {}).get(os.fsdecode(name))
+            below = self._backup_entry(
+                fd,
+                name,
+                frame.orig + b"/" + name,
+                frame.read_path + b"/" + name,
+                parent_node,
+                frame.view,
+                False,
+            )
+            if below is not None:
+                stack.append(self._open_dir(*below))
+
+    def _open_dir(self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None) -> _DirFrame:
+        """List a directory about to be walked (and start reading ahead in it)."""
         try:
             names = list_dir(read_path)
         except OSError as e:
@@ -333,15 +381,7 @@ class BackupSession:
             names = []
         if self.opt.force or d.parent_nodes is None:
             self.readahead.directory(read_path, names)
-        for name in names:
-            if self._stopping:
-                break
-            self._poll_retries()
-            self._seal_ready()
-            parent_node = (d.parent_nodes or {}).get(os.fsdecode(name))
-            self._backup_entry(d, name, orig + b"/" + name, read_path + b"/" + name, parent_node, view, False)
-        d.listed = True
-        self._seal_later(d)
+        return _DirFrame(d, orig, read_path, view, iter(names))
 
     def _backup_entry(
         self,
@@ -352,30 +392,32 @@ class BackupSession:
         parent_node: Node | None,
         view: SnapshotView | None,
         is_source: bool,
-    ) -> None:
+    ) -> tuple[PendingDir, bytes, bytes, SnapshotView | None] | None:
+        """Back up one entry of ``d``; a directory to descend into is returned, not walked here."""
         try:
             meta = read_meta(read_path)
         except FileNotFoundError:
-            return  # vanished between listing and lstat: it is simply not part of this snapshot
+            return None  # vanished between listing and lstat: it is simply not part of this snapshot
         except OSError as e:
             self._file_failed_early(orig, "io-error", f"cannot read metadata: {e.strerror}")
-            return
+            return None
         meta = _renamed(meta, name)
         if not is_source and (not self.selector.selected(orig, meta) or self._internal(orig, name)):
-            return
+            return None
         if meta.kind == "dir":
             if view is not None and not is_source and not self.opt.one_file_system and _mounted_below(orig):
                 meta, read_path, view = self._live_below_snapshot(orig, name, meta), orig, None
             child = self._child_dir(d, meta, parent_node)
             if is_source or self.selector.descend(orig, meta):
-                self._walk_dir(child, orig, read_path, view)
-            else:  # a mount point under --one-file-system: recorded, not entered (as restic does)
-                child.listed = True
-                self.builder.try_seal(child)
+                return child, orig, read_path, view
+            # A mount point under --one-file-system: recorded, not entered (as restic does).
+            child.listed = True
+            self.builder.try_seal(child)
         elif meta.kind == "file":
             self._backup_file(d, orig, read_path, meta, parent_node, view)
         else:
             d.add(node_from_meta(meta))
+        return None
 
     def _live_below_snapshot(self, orig: bytes, name: bytes, snap_meta: FileMeta) -> FileMeta:
         """A file system or nested subvolume below a snapshotted source is an empty directory in

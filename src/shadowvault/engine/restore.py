@@ -102,6 +102,18 @@ _Placements = dict[bytes, tuple[PackedBlob | None, _Targets]]
 """Blob id → its pack header entry (None: not indexed yet) and every (file, offset) it goes to."""
 
 
+@dataclass
+class _WalkFrame:
+    """A snapshot directory being restored: its nodes left, whether it is selected as a whole
+    (``included``), whether anything below was, and its own (path, node) (None for the start)."""
+
+    nodes: Iterator[Node]
+    rel: bytes
+    included: bool
+    dir: tuple[bytes, Node] | None
+    any_selected: bool = False
+
+
 class RestoreSession:
     """Restores one snapshot (or part of it) into ``options.target``."""
 
@@ -176,36 +188,49 @@ class RestoreSession:
     # ----- selection ----------------------------------------------------------------------------
 
     def _walk(self, tree_id: bytes | None, rel: bytes, ancestor_included: bool) -> bool:
-        """Restore the children of a tree; returns whether anything below was selected."""
-        if tree_id is None:
-            return False
-        any_selected = False
+        """Restore the children of a tree; returns whether anything below was selected.
+
+        Iterative, one frame per open directory: a snapshot thousands of levels deep must not
+        exhaust Python's recursion limit. Directories get their metadata after their children, so
+        they are recorded when their frame closes (post-order), as a recursive walk would.
+        """
+        root = _WalkFrame(self._nodes(tree_id), rel, ancestor_included, None)
+        stack = [root]
         exclude, include = self._exclude, self._include
-        for node in self.repo.load_tree(tree_id).nodes:
+        while stack:
+            frame = stack[-1]
+            node = next(frame.nodes, None)
+            if node is None:
+                stack.pop()
+                if frame.dir is not None and (frame.included or frame.any_selected):
+                    dest, dir_node = frame.dir
+                    if not frame.included:
+                        self._mkdir(dest)
+                    self._dirs.append((dest, dir_node))
+                    stack[-1].any_selected = True
+                continue
             # os.fsencode, without its per-call lookups (this runs for every node).
             name = node.name.encode(_FS_ENCODING, _FS_ERRORS)
             if b"/" in name or name in (b"", b".", b".."):
                 self._warn(f"skipping unsafe name {node.name!r} in the snapshot")
                 continue
-            child = rel + b"/" + name
+            child = frame.rel + b"/" + name
             is_dir = node.type == "dir"
             if exclude is not None and exclude.matches(child, is_dir):
                 continue
-            included = ancestor_included or include is None or include.matches(child, is_dir)
+            included = frame.included or include is None or include.matches(child, is_dir)
             if is_dir:
                 dest = self.target + child
                 if included:
                     self._mkdir(dest)
-                below = self._walk(node.subtree, child, included)
-                if included or below:
-                    if not included:
-                        self._mkdir(dest)
-                    self._dirs.append((dest, node))
-                    any_selected = True
+                stack.append(_WalkFrame(self._nodes(node.subtree), child, included, (dest, node)))
             elif included and self._wanted(node, child):
                 self._restore_leaf(child, node)
-                any_selected = True
-        return any_selected
+                frame.any_selected = True
+        return root.any_selected
+
+    def _nodes(self, tree_id: bytes | None) -> Iterator[Node]:
+        return iter(self.repo.load_tree(tree_id).nodes) if tree_id is not None else iter(())
 
     def _wanted(self, node: Node, rel: bytes) -> bool:
         # Only suspect and failed files carry an extra key: most nodes have none.
