@@ -133,3 +133,19 @@ def test_unchanged_second_backup_reads_nothing_and_adds_no_data(tree: Path, tmp_
     forced = summary(sv("backup", "--json", "--force", str(src), repo=repo).stdout)
     assert forced["files_read"] == first["files_read"]
     restic("check", "--read-data", repo=repo)
+
+
+def test_summary_counts_the_data_packs_written(tmp_path: Path) -> None:
+    # The field used to read an attribute the repository did not have, and was always 0.
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        (src / f"r{i}").write_bytes(os.urandom(3 << 20))
+    repo = tmp_path / "repo"
+    sv("init", repo=repo)
+    first = summary(sv("backup", "--json", "--pack-size", "4", str(src), repo=repo).stdout)
+    packs = [p for p in (repo / "data").rglob("*") if p.is_file()]
+    # Every data pack on disk is this session's, plus the one tree pack.
+    assert first["data_packs_written"] == len(packs) - 1 >= 2
+    again = summary(sv("backup", "--json", str(src), repo=repo).stdout)
+    assert again["data_packs_written"] == 0

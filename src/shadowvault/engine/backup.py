@@ -255,7 +255,7 @@ class BackupSession:
                 bytes_read=self.counts.bytes_read,
                 data_blobs_added=self._added[0],
                 bytes_added=self._added[1],
-                data_packs_written=getattr(self.repo, "data_packs_written", 0),
+                data_packs_written=self.repo.data_packs_written,
                 duration=time.time() - start,
                 exit_code=code,
                 partial=self._stopping,

@@ -119,6 +119,8 @@ class BlobSaver:
         self._inflight = 0
         self._error: BaseException | None = None
         self._uploader: ThreadPoolExecutor | None = None
+        # Packs this saver has stored, per blob type (the session summary reports data packs).
+        self.packs_written: dict[BlobType, int] = dict.fromkeys(BlobType, 0)
 
     def _raise_sticky(self) -> None:
         if self._error is not None:
@@ -207,6 +209,7 @@ class BlobSaver:
             with self._cond:
                 for b in open_pack.blobs:
                     self._pending.pop((b.type, b.id), None)
+                self.packs_written[open_pack.type] += 1
         except BaseException as exc:
             with self._cond:
                 if self._error is None:

@@ -401,6 +401,11 @@ class Repository:
         self._saver.flush()
         self._write_index()
 
+    @property
+    def data_packs_written(self) -> int:
+        """Data packs this session has stored so far."""
+        return self._saver.packs_written[BlobType.DATA]
+
     def unindexed_packs(self) -> int:
         """Packs already uploaded whose index file is not written yet."""
         return self.index.new_pack_count()
