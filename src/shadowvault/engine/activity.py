@@ -260,11 +260,12 @@ class ActivityLog:
 
         ``started`` (epoch seconds) is for the scheduler's own clock; default now."""
         me = current_identity()
+        when = time.time() if started is None else started
         with self._lock, self._transaction():
             cur = self._db.execute(
                 "INSERT INTO sessions (set_name, host, pid, boot_id, proc_start, started, status)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'running')",
-                (set_name, host, me.pid, me.boot_id, me.start_ticks, time.time() if started is None else started),
+                (set_name, host, me.pid, me.boot_id, me.start_ticks, when),
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
