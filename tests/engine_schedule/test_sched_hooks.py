@@ -87,7 +87,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
 
 
 def _env_file(path: Path) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if line.startswith("SHADOWVAULT_"))
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line.startswith("SHADOWVAULT_"))
 
 
 def test_success_pings_and_after_hook_carry_the_counts(
@@ -97,7 +98,10 @@ def test_success_pings_and_after_hook_carry_the_counts(
     out_env = tmp_path / "after.env"
     url = f"http://127.0.0.1:{server.server_port}/ping/abc"
     bset = BackupSet(name="web").with_overrides(
-        sources=[str(src)], notify=[url], after_backup=f"env > {out_env}", on_failure=f"touch {tmp_path / 'never'}"
+        sources=[str(src)],
+        notify=[url],
+        after_backup=f"env > {out_env}",
+        on_failure=f"touch {tmp_path / 'never'}",
     )
     outcome = env.run(bset)
     assert outcome.status == "completed" and outcome.exit_code == 0
