@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from shadowvault.config import BackupSet
 from shadowvault.errors import ShadowvaultError
@@ -28,8 +28,16 @@ from .events import Event, Warning_
 from .hooks import RunFacts, notify, run_hook
 from .sets import backup_options, run_set
 from .summary import EXIT_FATAL, EXIT_OK, EXIT_SOME_SUSPECT
+from .timing import timing_of
 
-__all__ = ["RetentionHook", "RunEnvironment", "RunOutcome", "record_missed", "run_scheduled_set"]
+__all__ = [
+    "RetentionHook",
+    "RunEnvironment",
+    "RunOutcome",
+    "record_missed",
+    "run_scheduled_set",
+    "run_when_triggered",
+]
 
 # The hook point of issue 13: applies a set's retention (forget, and prune if the set says so)
 # after a successful scheduled run, with the repository open and unlocked. Raising is reported
@@ -234,3 +242,19 @@ def _retention(bset: BackupSet, env: RunEnvironment, repo: Repository, sid: int)
     except ShadowvaultError as e:
         env.log(f"set {bset.name}: retention failed: {e}")
         env.activity.warn(sid, f"retention failed: {e}")
+
+
+def run_when_triggered(bset: BackupSet, env: RunEnvironment, now: datetime) -> RunOutcome:
+    """A run started from outside (a systemd timer): inside the window it runs with its
+    ``stop_at`` deadline, outside it is recorded as ``missed``."""
+    timing = timing_of(bset)
+    if not timing.in_window(now):
+        when = now.astimezone(timing.zone).isoformat(" ", "minutes")
+        sid = record_missed(
+            env.activity, bset.name, env.host, now, f"started at {when}, outside window {bset.window}"
+        )
+        env.log(f"set {bset.name}: not started: {when} is outside the window {bset.window}")
+        return RunOutcome(bset.name, "missed", 0, sid)
+    deadline = timing.deadline(now)
+    left = None if deadline is None else (deadline.astimezone(UTC) - now.astimezone(UTC)).total_seconds()
+    return run_scheduled_set(bset, env, now=now, seconds_left=left)

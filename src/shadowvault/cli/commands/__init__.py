@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import activity, backup, cat, check, daemon, init, ls, report, restore, sets, snapshots
+from . import activity, backup, cat, check, daemon, init, ls, report, restore, schedule, sets, snapshots
 
 COMMANDS: dict[str, ModuleType] = {
     "init": init,
@@ -18,4 +18,5 @@ COMMANDS: dict[str, ModuleType] = {
     "activity": activity,
     "sets": sets,
     "daemon": daemon,
+    "schedule": schedule,
 }
