@@ -286,8 +286,13 @@ class Daemon:
         left = None if deadline is None else (_utc(deadline) - _utc(now)).total_seconds()
         self.env.log(f"set {run.set_name}: starting (planned {_show(run)})")
         s.running_since = now
-        outcome = run_scheduled_set(s.bset, self.env, now=now, seconds_left=left)
-        s.running_until = self.clock.now()
+        try:
+            outcome = run_scheduled_set(s.bset, self.env, now=now, seconds_left=left)
+        except Exception as e:  # a bug or an OS error in one run must not end the other sets' schedules
+            self.env.log(f"set {run.set_name}: run ended by an unexpected error: {e!r}")
+            return
+        finally:
+            s.running_until = self.clock.now()
         self.env.log(
             f"set {run.set_name}: {outcome.status}, exit code {outcome.exit_code}"
             + (f", snapshot {outcome.snapshot_id[:8]}" if outcome.snapshot_id else "")
