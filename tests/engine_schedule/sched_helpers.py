@@ -63,6 +63,7 @@ class Harness:
         self.outcomes: list[RunOutcome] = []
         self.lines: list[str] = []
         self.opened: list[int] = []
+        self.active = 0
         self.log_hooks: list[Any] = []
         self.env = RunEnvironment(
             open_repo=self._open,
@@ -75,8 +76,20 @@ class Harness:
         self.clock.daemon = self.daemon
 
     def _open(self) -> Repository:
+        # One session at a time: nothing of ours is open and no lock is held when one opens.
+        assert self.active == 0, "two sessions into one repository at once"
+        assert not list((self.repo / "locks").iterdir()), "a lock is still held"
         self.opened.append(1)
-        return Repository.open(LocalBackend(self.repo), PASSWORD)
+        repo = Repository.open(LocalBackend(self.repo), PASSWORD)
+        self.active += 1
+        close = repo.close
+
+        def closing() -> None:
+            self.active -= 1
+            close()
+
+        repo.close = closing  # type: ignore[method-assign]
+        return repo
 
     def _log(self, line: str) -> None:
         self.lines.append(f"{self.clock.now().isoformat()} {line}")
