@@ -155,6 +155,8 @@ def test_timing_keys_are_validated_with_the_place() -> None:
         ('timezone = "Mars/Olympus"', "time zone"),
         ("jitter = -1", "out of range"),
         ('overlap = "drop"', "queue, skip"),
+        ('notify = ["hc-ping.com/abc"]', "not an http:// or https:// URL"),
+        ("notify_timeout = 0", "out of range"),
     ]:
         with pytest.raises(ConfigError, match=hint) as e:
             parse_config(f"[sets.a]\nsources = ['/x']\n{text}\n").effective("a")

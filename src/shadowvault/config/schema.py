@@ -352,6 +352,10 @@ def check_value(spec: OptionSpec, raw: Any) -> tuple[Any, str | None]:
                 problem = _glob_problem(pattern)
                 if problem:
                     return raw, problem
+        if spec.key == "notify":
+            for url in raw:
+                if not url.startswith(("http://", "https://")):
+                    return raw, f"has {url!r}, which is not an http:// or https:// URL"
         return list(raw), None
     if kind is Kind.SCHEDULE:
         if raw == "":
