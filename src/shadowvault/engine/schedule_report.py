@@ -16,7 +16,7 @@ from shadowvault.config import BackupSet
 from .activity import ActivityLog
 from .timing import PlannedRun, timing_of
 
-__all__ = ["SetSchedule", "schedule_overview"]
+__all__ = ["SetSchedule", "schedule_overview", "span"]
 
 _RECENT = 5
 _OVERRUN_SHARE = 0.9
@@ -63,7 +63,7 @@ def schedule_overview(
         if finished and finished[0].status == "partial" and any("stop_at" in w for w in finished[0].warnings):
             overrun = "the last run was stopped by stop_at"
         elif recent and budget is not None and max(recent) > budget * _OVERRUN_SHARE:
-            overrun = f"a recent run took {_span(max(recent))} of a {_span(budget)} budget"
+            overrun = f"a recent run took {span(max(recent))} of a {span(budget)} budget"
         rows.append(
             SetSchedule(
                 name=bset.name,
@@ -80,7 +80,8 @@ def schedule_overview(
     return rows
 
 
-def _span(d: timedelta) -> str:
+def span(d: timedelta) -> str:
+    """A duration as people read it: ``45s``, ``12m``, ``2h05m``."""
     minutes = int(d.total_seconds() // 60)
     if minutes < 60:
         return f"{minutes}m" if minutes else f"{int(d.total_seconds())}s"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shadowvault.config import BackupSet
 from shadowvault.engine.activity import ActivityLog
-from shadowvault.engine.schedule_report import schedule_overview
+from shadowvault.engine.schedule_report import schedule_overview, span
 from shadowvault.engine.scheduled import run_when_triggered
 from shadowvault.engine.systemd import (
     SERVICE_NAME,
@@ -100,8 +100,8 @@ def _list(app: App, args: argparse.Namespace) -> int:
         app.print(f"{row.name}: {row.schedule} ({row.zone}){', ' + limits if limits else ''}")
         app.print(f"  next: {', '.join(nexts) or 'never'}")
         if row.recent:
-            took = ", ".join(_span(d.total_seconds()) for d in row.recent)
-            budget = f" of {_span(row.budget.total_seconds())}" if row.budget else ""
+            took = ", ".join(span(d) for d in row.recent)
+            budget = f" of {span(row.budget)}" if row.budget else ""
             app.print(f"  last runs took: {took}{budget}")
         if row.overrun:
             app.print(f"  likely to overrun: {row.overrun}")
@@ -152,8 +152,3 @@ def _systemd(app: App, args: argparse.Namespace) -> int:
 def _command() -> list[str]:
     found = shutil.which("shadowvault")
     return [found] if found else [sys.executable, "-m", "shadowvault"]
-
-
-def _span(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{int(seconds)}s" if minutes == 0 else f"{minutes // 60}h{minutes % 60:02d}m"
