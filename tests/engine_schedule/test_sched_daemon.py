@@ -11,6 +11,7 @@ from sched_helpers import Harness, make_source, utc
 from conftest import require_binary
 from shadowvault.config import BackupSet
 from shadowvault.engine.activity import ActivityLog
+from shadowvault.engine.timing import jitter_offset
 from shadowvault.errors import ConfigError
 from shadowvault.repo import LocalBackend, Repository
 from treeutil import PASSWORD, restic
@@ -171,3 +172,14 @@ def test_failing_before_hook_prevents_the_run(tmp_path: Path, activity: Activity
     rec = activity.sessions("web")[0]
     assert any("before_backup hook exited 7: database not quiesced" in w for w in rec.warnings)
     assert marker.read_text().split() == ["1", "failed"]
+
+
+def test_daemon_starts_at_firing_plus_the_sets_fixed_jitter(tmp_path: Path, activity: ActivityLog) -> None:
+    src = make_source(tmp_path / "src")
+    sets = [bset("web", src, schedule="0 22 * * *", jitter=1800)]
+    h = Harness(tmp_path, sets, utc(2026, 3, 10, 12, 0), activity)
+    h.run_until(utc(2026, 3, 11, 23, 0))
+    offset = jitter_offset("web", "testhost", 1800)
+    assert timedelta(0) < offset <= timedelta(seconds=1800)
+    started = sorted(r.started for r in activity.sessions("web"))
+    assert started == [utc(2026, 3, 10, 22, 0) + offset, utc(2026, 3, 11, 22, 0) + offset]
