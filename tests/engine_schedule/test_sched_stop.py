@@ -39,13 +39,13 @@ def test_stop_at_commits_a_partial_snapshot_that_the_next_run_continues(tmp_path
     require_binary("restic")
     repo = make_repo(tmp_path / "repo")
     src = tmp_path / "src"
-    total = 3000
+    total = 4000
     _big_tree(src, total, 64 * 1024)
     bset = BackupSet(name="big").with_overrides(sources=[str(src)], stop_at="05:00")
     lines: list[str] = []
     with ActivityLog(tmp_path / "activity.db") as log:
         env_ = RunEnvironment(lambda: _open(repo), log, socket.gethostname(), lines.append, [str(repo)])
-        out = run_scheduled_set(bset, env_, now=datetime.now(UTC), seconds_left=1.0)
+        out = run_scheduled_set(bset, env_, now=datetime.now(UTC), seconds_left=0.5)
         assert out.status == "partial", lines
         assert any("stop_at 05:00 reached" in line for line in lines)
         rec = log.session(out.session_id)  # type: ignore[arg-type]
@@ -74,6 +74,7 @@ def test_stop_at_commits_a_partial_snapshot_that_the_next_run_continues(tmp_path
     finally:
         r.close()
     assert done.status == "completed" and done.result is not None
+    print(f"partial: {len(saved)} of {total} files saved; next run read {done.result.counts.files_read}")
     assert done.result.counts.files_read == total - len(saved)
     assert done.result.counts.unchanged == len(saved)
     restic("check", "--read-data", repo=repo)
