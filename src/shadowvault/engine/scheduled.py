@@ -13,8 +13,11 @@ Every run, including one that never started (:func:`record_missed`), is a row in
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -257,4 +260,26 @@ def run_when_triggered(bset: BackupSet, env: RunEnvironment, now: datetime) -> R
         return RunOutcome(bset.name, "missed", 0, sid)
     deadline = timing.deadline(now)
     left = None if deadline is None else (deadline.astimezone(UTC) - now.astimezone(UTC)).total_seconds()
-    return run_scheduled_set(bset, env, now=now, seconds_left=left)
+    with _sigterm_stops(env):
+        return run_scheduled_set(bset, env, now=now, seconds_left=left)
+
+
+@contextlib.contextmanager
+def _sigterm_stops(env: RunEnvironment) -> Iterator[None]:
+    """``systemctl stop`` (SIGTERM) interrupts the run cleanly instead of killing it mid-write."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    before = env.stop_requested
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    old = signal.signal(signal.SIGTERM, handler)
+    env.stop_requested = lambda: bool(received) or before()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+        env.stop_requested = before
