@@ -294,7 +294,7 @@ def test_empty_string_unsets_inherited_command_and_schedule() -> None:
     assert cfg.effective("a").values.pre_snapshot is None and cfg.effective("a").values.schedule is None
     assert cfg.effective("b").values.pre_snapshot == "sync"
     sched = cfg.effective("b").values.schedule_parsed()
-    assert sched is not None and sched.hours == frozenset({2})
+    assert sched is not None and sched.cron == "0 2 * * *"
 
 
 def test_postgresql_sources_are_names_and_tilde_expands() -> None:

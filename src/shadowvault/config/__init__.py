@@ -14,7 +14,8 @@ Concepts:
   "did you mean" suggestion. Lines are found by :class:`.locate.KeyLocator`, because ``tomllib``
   keeps no positions.
 * **Schedules** (:mod:`.schedule`) — ``hourly``/``daily``/``weekly``/``monthly`` shorthands or a
-  five-field cron expression, normalised to cron field sets with ``next_after()``.
+  five-field cron expression evaluated by ``cronsim``; ``window``, ``stop_at``, ``timezone``
+  are parsed there too (planning runs is the engine's ``timing``).
 
 Values that name enums elsewhere (``open_files``, ``snapshot``) stay strings here, validated
 against :data:`OPEN_FILES_VALUES` and :data:`SNAPSHOT_VALUES`; the engine converts them.

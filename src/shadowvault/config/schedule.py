@@ -1,26 +1,40 @@
-"""The ``schedule`` option: one small grammar, normalised to cron fields.
+"""The timing options of a set: ``schedule``, ``window``, ``stop_at``, ``timezone``.
 
-Accepted forms (case-insensitive, blanks between words)::
+``schedule`` accepts (case-insensitive, blanks between words)::
 
     hourly [:MM]                 every hour at minute MM (default :00)
     daily [HH:MM]                every day at HH:MM (default 00:00)
     weekly DAY [HH:MM]           DAY = mon tue wed thu fri sat sun (or the full English name)
     monthly DOM [HH:MM]          DOM = day of the month, 1-31 (months without that day are skipped)
-    M H DOM MON DOW              cron: five fields, each "*", N, N-M, a comma list of those, with
-                                 an optional "/STEP"; MON may be jan..dec, DOW 0-7 (0 and 7 are
-                                 Sunday) or sun..sat
+    M H DOM MON DOW              cron: five fields as Debian's cron reads them
 
-As in Vixie cron, when both DOM and DOW are restricted (neither is ``*``) a day matches if
-*either* matches. Times are local wall-clock times; the scheduler decides about time zones.
+The shorthands are rewritten to a cron expression; parsing and evaluation of the expression are
+``cronsim``'s (the evaluator healthchecks.io runs for millions of checks), including Debian cron's
+day-of-month *or* day-of-week rule and its handling of daylight-saving changes: a job at a fixed
+time that falls into the skipped hour runs when the clocks have moved on, one in the repeated hour
+runs once. This module only parses; :mod:`shadowvault.engine.timing` plans runs.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["SCHEDULE_GRAMMAR", "Schedule", "parse_schedule"]
+from cronsim import CronSim, CronSimError
+from cronsim.cronsim import Field
+
+__all__ = [
+    "SCHEDULE_GRAMMAR",
+    "Schedule",
+    "Window",
+    "cron_fields",
+    "parse_schedule",
+    "parse_time_of_day",
+    "parse_timezone",
+    "parse_window",
+]
 
 SCHEDULE_GRAMMAR = (
     '"hourly [:MM]", "daily [HH:MM]", "weekly DAY [HH:MM]", "monthly DAY-OF-MONTH [HH:MM]" '
@@ -29,67 +43,105 @@ SCHEDULE_GRAMMAR = (
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _FULL_DAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
-# How far next_after looks ahead: a Feb-29-on-a-given-weekday schedule repeats within 28 years.
-_HORIZON_DAYS = 366 * 29
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """A parsed schedule as cron field sets; ``weekdays`` uses 0 = Sunday … 6 = Saturday."""
+    """A parsed schedule: the text as written and the five-field cron expression it means."""
 
     text: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]
-    days_restricted: bool = False
-    weekdays_restricted: bool = False
+    cron: str
 
-    def day_matches(self, when: datetime) -> bool:
-        """True when the calendar day of ``when`` is a day the schedule runs on."""
-        if when.month not in self.months:
-            return False
-        dom_ok = when.day in self.days
-        dow_ok = (when.isoweekday() % 7) in self.weekdays
-        if self.days_restricted and self.weekdays_restricted:
-            return dom_ok or dow_ok
-        return dom_ok and dow_ok
+    def next_after(self, when: datetime) -> datetime:
+        """The first firing strictly after ``when``, in ``when``'s time zone (naive stays naive)."""
+        try:
+            return next(CronSim(self.cron, when))
+        except StopIteration:  # cronsim gives up after 50 years without a match
+            raise ValueError(f"schedule {self.text!r} never fires") from None
 
     def matches(self, when: datetime) -> bool:
         """True when the schedule fires in the minute of ``when``."""
-        return self.day_matches(when) and when.hour in self.hours and when.minute in self.minutes
-
-    def next_after(self, when: datetime) -> datetime:
-        """The first minute strictly after ``when`` at which the schedule fires (same tzinfo)."""
-        start = when.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        day = start.replace(hour=0, minute=0)
-        hours = sorted(self.hours)
-        minutes = sorted(self.minutes)
-        for offset in range(_HORIZON_DAYS):
-            candidate_day = day + timedelta(days=offset)
-            if not self.day_matches(candidate_day):
-                continue
-            for h in hours:
-                for m in minutes:
-                    t = candidate_day.replace(hour=h, minute=m)
-                    if t >= start:
-                        return t
-        raise ValueError(f"schedule {self.text!r} never fires")  # e.g. "0 0 31 2 *"
+        minute = when.replace(second=0, microsecond=0)
+        return self.next_after(minute - timedelta(seconds=1)) == minute
 
 
-def _time_of_day(word: str | None) -> tuple[int, int]:
-    if word is None:
-        return 0, 0
-    m = _TIME.match(word)
+def cron_fields(cron: str) -> tuple[list[int], list[int], list[int], list[int], list[int], bool]:
+    """The expanded values of a five-field expression as cronsim reads it: minutes, hours, days of
+    month, months, weekdays (0 = Sunday, 7 folded into 0), and whether days and weekdays are ORed.
+
+    ``ValueError`` for the cronsim extensions that have no plain value list (``L``, ``W``, ``#``).
+    """
+    parts = cron.upper().split()
+    fields = (Field.MINUTE, Field.HOUR, Field.DAY, Field.MONTH, Field.DOW)
+    expanded: list[list[int]] = []
+    for text, f in zip(parts, fields, strict=True):
+        values = f.parse(text)
+        if not all(isinstance(v, int) and v >= 0 for v in values):
+            raise ValueError(f"{text!r} (last day, weekday or n-th weekday) has no plain list of values")
+        ints = {v for v in values if isinstance(v, int)}
+        if f is Field.DOW and 7 in ints:
+            ints = (ints - {7}) | {0}
+        expanded.append(sorted(ints))
+    # Debian cron: a star at the start of either day field makes the two fields ANDed.
+    ored = not (parts[2].startswith("*") or parts[4].startswith("*"))
+    return expanded[0], expanded[1], expanded[2], expanded[3], expanded[4], ored
+
+
+def parse_time_of_day(word: str) -> time:
+    """``HH:MM`` → ``time``; ``ValueError`` says what is wrong."""
+    m = _TIME.match(word.strip())
     if not m:
         raise ValueError(f"{word!r} is not a time of day HH:MM")
     hour, minute = int(m.group(1)), int(m.group(2))
     if hour > 23 or minute > 59:
         raise ValueError(f"{word!r} is not a time of day (00:00-23:59)")
-    return hour, minute
+    return time(hour, minute)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Hours a run may start in, as local wall-clock times; ``end <= start`` crosses midnight."""
+
+    start: time
+    end: time
+
+    @property
+    def crosses_midnight(self) -> bool:
+        """True for windows such as 22:00-05:00."""
+        return self.end <= self.start
+
+    def contains(self, t: time) -> bool:
+        """True when the wall-clock time ``t`` lies inside ``[start, end)``."""
+        if self.crosses_midnight:
+            return t >= self.start or t < self.end
+        return self.start <= t < self.end
+
+
+def parse_window(text: str) -> Window:
+    """``"22:00-05:00"`` → :class:`Window`; equal ends are refused (say what you mean)."""
+    first, dash, last = text.partition("-")
+    if not dash:
+        raise ValueError(f"{text!r} is not a window HH:MM-HH:MM")
+    w = Window(parse_time_of_day(first), parse_time_of_day(last))
+    if w.start == w.end:
+        raise ValueError(f"{text!r} is empty: start and end are equal (leave window out for no limit)")
+    return w
+
+
+def parse_timezone(name: str) -> ZoneInfo:
+    """An IANA zone name (``Europe/Berlin``) → ``ZoneInfo``; ``ValueError`` when unknown."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone known here (e.g. Europe/Berlin, UTC)") from None
+
+
+def _time_word(word: str | None) -> tuple[int, int]:
+    if word is None:
+        return 0, 0
+    t = parse_time_of_day(word)
+    return t.hour, t.minute
 
 
 def _weekday(word: str) -> int:
@@ -100,62 +152,30 @@ def _weekday(word: str) -> int:
     raise ValueError(f"{word!r} is not a day of the week (mon … sun)")
 
 
-def _field(text: str, lo: int, hi: int, names: tuple[str, ...], name_base: int, what: str) -> frozenset[int]:
-    """Expand one cron field into the set of values it selects."""
-    values: set[int] = set()
-    for item in text.split(","):
-        rng, _, step_text = item.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise ValueError(f"{what}: step {step_text!r} must be a positive number")
-            step = int(step_text)
-        if rng == "*":
-            start, end = lo, hi
-        else:
-            first, dash, last = rng.partition("-")
-            start = _cron_number(first, lo, hi, names, name_base, what)
-            end = _cron_number(last, lo, hi, names, name_base, what) if dash else start
-            if step_text and not dash:
-                end = hi  # "5/15" means from 5 to the end in steps of 15
-            if end < start:
-                raise ValueError(f"{what}: range {rng!r} runs backwards")
-        values.update(range(start, end + 1, step))
-    return frozenset(values)
+def _shorthand(kind: str, args: list[str]) -> str:
+    """The cron expression of a shorthand."""
+    if kind == "hourly":
+        if args and (not re.fullmatch(r":\d{2}", args[0]) or int(args[0][1:]) > 59):
+            raise ValueError(f"{args[0]!r} is not a minute :MM (:00-:59)")
+        return f"{int(args[0][1:]) if args else 0} * * * *"
+    if kind == "daily":
+        h, m = _time_word(args[0] if args else None)
+        return f"{m} {h} * * *"
+    if kind == "weekly":
+        if not args:
+            raise ValueError("'weekly' needs a day, e.g. 'weekly sun 03:00'")
+        day = _weekday(args[0])
+        h, m = _time_word(args[1] if len(args) > 1 else None)
+        return f"{m} {h} * * {day}"
+    if not args:
+        raise ValueError("'monthly' needs a day of the month, e.g. 'monthly 1 04:00'")
+    if not args[0].isdigit() or not 1 <= int(args[0]) <= 31:
+        raise ValueError(f"day of month {args[0]!r} is outside 1-31")
+    h, m = _time_word(args[1] if len(args) > 1 else None)
+    return f"{m} {h} {int(args[0])} * *"
 
 
-def _cron_number(word: str, lo: int, hi: int, names: tuple[str, ...], name_base: int, what: str) -> int:
-    if word in names:
-        return names.index(word) + name_base
-    if not word.isdigit():
-        raise ValueError(f"{what}: {word!r} is not a number")
-    value = int(word)
-    if not lo <= value <= hi:
-        raise ValueError(f"{what}: {value} is outside {lo}-{hi}")
-    return value
-
-
-def _cron(text: str, fields: list[str]) -> Schedule:
-    minute, hour, dom, month, dow = fields
-    weekdays = _field(dow, 0, 7, _DAYS, 0, "day of week")
-    if 7 in weekdays:  # both 0 and 7 mean Sunday
-        weekdays = (weekdays - {7}) | {0}
-    return Schedule(
-        text=text,
-        minutes=_field(minute, 0, 59, (), 0, "minute"),
-        hours=_field(hour, 0, 23, (), 0, "hour"),
-        days=_field(dom, 1, 31, (), 0, "day of month"),
-        months=_field(month, 1, 12, _MONTHS, 1, "month"),
-        weekdays=weekdays,
-        days_restricted=not dom.startswith("*"),
-        weekdays_restricted=not dow.startswith("*"),
-    )
-
-
-_ALL_HOURS = frozenset(range(24))
-_ALL_DAYS = frozenset(range(1, 32))
-_ALL_MONTHS = frozenset(range(1, 13))
-_ALL_WEEKDAYS = frozenset(range(7))
+_MAX_ARGS = {"hourly": 1, "daily": 1, "weekly": 2, "monthly": 2}
 
 
 def parse_schedule(text: str) -> Schedule:
@@ -164,41 +184,16 @@ def parse_schedule(text: str) -> Schedule:
     if not words:
         raise ValueError("schedule is empty")
     kind, args = words[0], words[1:]
-
-    def expect(count_max: int) -> None:
-        if len(args) > count_max:
+    if kind in _MAX_ARGS:
+        if len(args) > _MAX_ARGS[kind]:
             raise ValueError(f"too many words after {kind!r}")
-
-    if kind == "hourly":
-        expect(1)
-        minute = 0
-        if args:
-            if not re.fullmatch(r":\d{2}", args[0]) or int(args[0][1:]) > 59:
-                raise ValueError(f"{args[0]!r} is not a minute :MM (:00-:59)")
-            minute = int(args[0][1:])
-        return Schedule(text, frozenset({minute}), _ALL_HOURS, _ALL_DAYS, _ALL_MONTHS, _ALL_WEEKDAYS)
-    if kind == "daily":
-        expect(1)
-        h, m = _time_of_day(args[0] if args else None)
-        return Schedule(text, frozenset({m}), frozenset({h}), _ALL_DAYS, _ALL_MONTHS, _ALL_WEEKDAYS)
-    if kind == "weekly":
-        if not args:
-            raise ValueError("'weekly' needs a day, e.g. 'weekly sun 03:00'")
-        expect(2)
-        day = _weekday(args[0])
-        h, m = _time_of_day(args[1] if len(args) > 1 else None)
-        return Schedule(
-            text, frozenset({m}), frozenset({h}), _ALL_DAYS, _ALL_MONTHS, frozenset({day}), False, True
-        )
-    if kind == "monthly":
-        if not args:
-            raise ValueError("'monthly' needs a day of the month, e.g. 'monthly 1 04:00'")
-        expect(2)
-        dom = _cron_number(args[0], 1, 31, (), 0, "day of month")
-        h, m = _time_of_day(args[1] if len(args) > 1 else None)
-        return Schedule(
-            text, frozenset({m}), frozenset({h}), frozenset({dom}), _ALL_MONTHS, _ALL_WEEKDAYS, True, False
-        )
-    if len(words) == 5:
-        return _cron(text, words)
-    raise ValueError(f"unknown form {kind!r}")
+        cron = _shorthand(kind, args)
+    elif len(words) == 5:
+        cron = " ".join(words)
+    else:
+        raise ValueError(f"unknown form {kind!r}")
+    try:
+        CronSim(cron, datetime(2000, 1, 1))
+    except CronSimError as e:
+        raise ValueError(f"{e} in {cron!r}") from None
+    return Schedule(text, cron)

@@ -27,12 +27,20 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowvault.config.schedule import SCHEDULE_GRAMMAR, Schedule, parse_schedule
+from shadowvault.config.schedule import (
+    SCHEDULE_GRAMMAR,
+    Schedule,
+    parse_schedule,
+    parse_time_of_day,
+    parse_timezone,
+    parse_window,
+)
 from shadowvault.errors import ConfigError
 
 __all__ = [
     "OPEN_FILES_VALUES",
     "OPTIONS",
+    "OVERLAP_VALUES",
     "RETENTION_KEYS",
     "SET_TYPES",
     "SNAPSHOT_VALUES",
@@ -51,6 +59,7 @@ __all__ = [
 OPEN_FILES_VALUES: tuple[str, ...] = ("try-deny-write", "deny-write", "prevent-write", "allow-write")
 SNAPSHOT_VALUES: tuple[str, ...] = ("off", "auto", "required")
 SET_TYPES: tuple[str, ...] = ("files", "sqlite", "postgresql")
+OVERLAP_VALUES: tuple[str, ...] = ("queue", "skip")
 
 
 class Kind(enum.Enum):
@@ -64,6 +73,9 @@ class Kind(enum.Enum):
     CHOICE = "one of a fixed set of strings"
     SCHEDULE = "schedule string"
     RETENTION = "retention table"
+    WINDOW = "window HH:MM-HH:MM"
+    TIME_OF_DAY = "time of day HH:MM"
+    TIMEZONE = "time zone name"
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,12 @@ class OptionSpec:
             return ", ".join(self.choices)
         if self.kind is Kind.SCHEDULE:
             return SCHEDULE_GRAMMAR
+        if self.kind is Kind.WINDOW:
+            return '"HH:MM-HH:MM" (e.g. "22:00-05:00", may cross midnight)'
+        if self.kind is Kind.TIME_OF_DAY:
+            return '"HH:MM"'
+        if self.kind is Kind.TIMEZONE:
+            return 'an IANA time zone name such as "Europe/Berlin"'
         if self.kind is Kind.INT:
             if self.maximum is not None:
                 return f"{self.minimum}–{self.maximum}"
@@ -184,6 +202,49 @@ class BackupSet:
     schedule: str | None = field(default=None, metadata=_spec(Kind.SCHEDULE, "when the daemon runs the set"))
     retention: Retention = field(
         default_factory=Retention, metadata=_spec(Kind.RETENTION, "snapshots kept by forget (keep_last …)")
+    )
+    # Timing, hooks and notifications of scheduled runs (daemon and systemd timers).
+    window: str | None = field(
+        default=None, metadata=_spec(Kind.WINDOW, "hours a scheduled run may start in (else it is missed)")
+    )
+    stop_at: str | None = field(
+        default=None,
+        metadata=_spec(Kind.TIME_OF_DAY, "a run still going then stops and commits a partial snapshot"),
+    )
+    jitter: int = field(
+        default=0,
+        metadata=_spec(Kind.INT, "seconds of delay, fixed per set and host", minimum=0, maximum=86400),
+    )
+    timezone: str | None = field(
+        default=None, metadata=_spec(Kind.TIMEZONE, "time zone of schedule, window, stop_at (default: local)")
+    )
+    overlap: str = field(
+        default="queue",
+        metadata=_spec(Kind.CHOICE, "a run due while the set runs: queue or skip", choices=OVERLAP_VALUES),
+    )
+    before_backup: str | None = field(
+        default=None, metadata=_spec(Kind.OPT_STR, "command run first; failing, it prevents the run")
+    )
+    after_backup: str | None = field(
+        default=None, metadata=_spec(Kind.OPT_STR, "command run after a run that wrote a snapshot")
+    )
+    on_failure: str | None = field(
+        default=None, metadata=_spec(Kind.OPT_STR, "command run after a run that failed")
+    )
+    notify: list[str] = field(
+        default_factory=list, metadata=_spec(Kind.STR_LIST, "URLs pinged at start, success and failure")
+    )
+    notify_start_suffix: str = field(
+        default="/start", metadata=_spec(Kind.STR, "added to a notify URL for the start ping")
+    )
+    notify_fail_suffix: str = field(
+        default="/fail", metadata=_spec(Kind.STR, "added to a notify URL for the failure ping")
+    )
+    notify_timeout: int = field(
+        default=10, metadata=_spec(Kind.INT, "seconds a notification may take", minimum=1, maximum=300)
+    )
+    forget_after_backup: bool = field(
+        default=False, metadata=_spec(Kind.BOOL, "apply retention after a successful scheduled run")
     )
 
     def with_overrides(self, **values: Any) -> BackupSet:
@@ -291,6 +352,10 @@ def check_value(spec: OptionSpec, raw: Any) -> tuple[Any, str | None]:
                 problem = _glob_problem(pattern)
                 if problem:
                     return raw, problem
+        if spec.key == "notify":
+            for url in raw:
+                if not url.startswith(("http://", "https://")):
+                    return raw, f"has {url!r}, which is not an http:// or https:// URL"
         return list(raw), None
     if kind is Kind.SCHEDULE:
         if raw == "":
@@ -304,7 +369,24 @@ def check_value(spec: OptionSpec, raw: Any) -> tuple[Any, str | None]:
         return raw, None
     if kind is Kind.RETENTION:
         return _check_retention(raw)
+    if kind in _TIMING_PARSERS:
+        if raw == "":
+            return None, None  # unsets an inherited value
+        if not isinstance(raw, str):
+            return raw, "must be a string"
+        try:
+            _TIMING_PARSERS[kind](raw)
+        except ValueError as e:
+            return raw, f"is not valid ({e}); write {spec.allowed()}"
+        return raw, None
     raise AssertionError(kind)  # every Kind is handled above
+
+
+_TIMING_PARSERS: dict[Kind, Any] = {
+    Kind.WINDOW: parse_window,
+    Kind.TIME_OF_DAY: parse_time_of_day,
+    Kind.TIMEZONE: parse_timezone,
+}
 
 
 def _check_retention(raw: Any) -> tuple[Any, str | None]:
@@ -375,7 +457,7 @@ def overrides_to_values(values: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"command line: unknown option {key!r}{suggestion}")
         if raw is None:
             continue
-        if isinstance(raw, str) and spec.kind not in (Kind.STR, Kind.CHOICE, Kind.SCHEDULE):
+        if isinstance(raw, str) and spec.kind not in (Kind.STR, Kind.CHOICE, Kind.SCHEDULE, *_TIMING_PARSERS):
             raw = parse_cli_value(key, raw)
         value, problem = check_value(spec, raw)
         if problem:

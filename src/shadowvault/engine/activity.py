@@ -45,9 +45,10 @@ __all__ = [
     "is_stale",
 ]
 
-# "partial": a snapshot was written but the set stopped early (stop_on_errors).
-SessionStatus = Literal["running", "completed", "partial", "failed", "interrupted"]
-_FINAL_STATUSES = ("completed", "partial", "failed", "interrupted")
+# "partial": a snapshot was written but the set stopped early (stop_on_errors, stop_at).
+# "missed": a scheduled run that could not start inside its window (nothing was read).
+SessionStatus = Literal["running", "completed", "partial", "failed", "interrupted", "missed"]
+_FINAL_STATUSES = ("completed", "partial", "failed", "interrupted", "missed")
 _SCHEMA_VERSION = 1
 _CLASSES = ("ok", "suspect", "failed")
 
@@ -254,14 +255,17 @@ class ActivityLog:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def start_session(self, set_name: str | None, host: str) -> int:
-        """Record a new running session of this process; returns its id."""
+    def start_session(self, set_name: str | None, host: str, *, started: float | None = None) -> int:
+        """Record a new running session of this process; returns its id.
+
+        ``started`` (epoch seconds) is for the scheduler's own clock; default now."""
         me = current_identity()
+        when = time.time() if started is None else started
         with self._lock, self._transaction():
             cur = self._db.execute(
                 "INSERT INTO sessions (set_name, host, pid, boot_id, proc_start, started, status)"
                 " VALUES (?, ?, ?, ?, ?, ?, 'running')",
-                (set_name, host, me.pid, me.boot_id, me.start_ticks, time.time()),
+                (set_name, host, me.pid, me.boot_id, me.start_ticks, when),
             )
             assert cur.lastrowid is not None
             return cur.lastrowid

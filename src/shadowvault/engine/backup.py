@@ -24,12 +24,12 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pyfastcdc import FastCDC
 
@@ -87,6 +87,14 @@ _INTERNAL_PREFIX = f".{DEFAULT_PREFIX}-".encode()
 _CHECKPOINT_SECONDS = 120.0
 
 
+@dataclass(frozen=True)
+class StopRequest:
+    """Why a session should stop early and keep what it saved (``stop_at`` or the daemon's SIGTERM)."""
+
+    kind: Literal["deadline", "interrupted"]
+    message: str
+
+
 @dataclass
 class BackupOptions:
     """Everything a backup session needs besides the repository (engine vocabulary)."""
@@ -109,6 +117,9 @@ class BackupOptions:
     set_name: str | None = None
     excluded_paths: list[str] = field(default_factory=list)  # the repository, our state dir
     workers: int = 0  # 0: one per CPU
+    # Asked between files: a request ends the walk, files waiting for a retry are given up and
+    # what was saved is committed as a snapshot tagged "partial" (the next run's parent).
+    stop_when: Callable[[], StopRequest | None] | None = None
 
 
 @dataclass
@@ -120,6 +131,7 @@ class BackupResult:
     exit_code: int
     outcomes: list[dict[str, Any]]
     partial: bool
+    stop: StopRequest | None = None
 
 
 @dataclass
@@ -161,6 +173,7 @@ class BackupSession:
         self.queue: RetryQueue[_Waiting] = RetryQueue()
         self.builder = TreeBuilder(repo.save_tree)
         self._stopping = False
+        self.stop: StopRequest | None = None
         self._last_progress = 0.0
         self._last_checkpoint = time.monotonic()
         self._inflight: deque[tuple[Future[bytes], int]] = deque()
@@ -262,7 +275,7 @@ class BackupSession:
             )
         )
         self.counts.data_blobs_added, self.counts.bytes_added = self._added
-        return BackupResult(snapshot_id, self.counts, code, self.outcomes, self._stopping)
+        return BackupResult(snapshot_id, self.counts, code, self.outcomes, self._stopping, self.stop)
 
     # ----- parent snapshot ----------------------------------------------------------------------
 
@@ -351,24 +364,17 @@ class BackupSession:
         while stack:
             frame = stack[-1]
             name = next(frame.names, None)
-            if name is None or self._stopping:
+            stop = self._stopping or (self.opt.stop_when is not None and self._stop_requested())
+            if name is None or stop:
                 stack.pop()
                 frame.d.listed = True
                 self._seal_later(frame.d)
                 continue
             self._poll_retries()
             self._seal_ready()
-            fd = frame.d
-            parent_node = (fd.parent_nodes or {}).get(os.fsdecode(name))
-            below = self._backup_entry(
-                fd,
-                name,
-                frame.orig + b"/" + name,
-                frame.read_path + b"/" + name,
-                parent_node,
-                frame.view,
-                False,
-            )
+            parent_node = (frame.d.parent_nodes or {}).get(os.fsdecode(name))
+            orig, read_path = frame.orig + b"/" + name, frame.read_path + b"/" + name
+            below = self._backup_entry(frame.d, name, orig, read_path, parent_node, frame.view, False)
             if below is not None:
                 stack.append(self._open_dir(*below))
 
@@ -668,8 +674,21 @@ class BackupSession:
             return
         self._attempt(w, meta)
 
+    def _stop_requested(self) -> bool:
+        req = self.opt.stop_when() if self.opt.stop_when is not None else None
+        if req is not None:
+            self._stopping, self.stop = True, req
+            self._warn(req.message)
+        return req is not None
+
     def _drain_retries(self) -> None:
         while len(self.queue):
+            if self.stop is not None or (self.opt.stop_when is not None and self._stop_requested()):
+                # Waiting out retry intervals would defeat stop_at: those files are not saved.
+                for w in self.queue.pop_due(float("inf")):
+                    self.builder.settle(w.dir, w.slot, None)
+                    self._file_failed_early(w.orig, "stopped", "the run stopped before this file's retry")
+                return
             due = self.queue.next_due()
             if due is not None:
                 delay = due - time.monotonic()

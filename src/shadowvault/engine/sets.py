@@ -216,6 +216,8 @@ class SetRun:
 
 
 def _status(result: BackupResult) -> SessionStatus:
+    if result.stop is not None and result.stop.kind == "interrupted":
+        return "interrupted"  # the daemon was told to stop; what was saved is a partial snapshot
     return "partial" if result.partial else "completed"
 
 
@@ -227,6 +229,7 @@ def run_set(
     *,
     detailed_log: bool = False,
     on_session: Callable[[int], None] | None = None,
+    started: float | None = None,
 ) -> SetRun:
     """Run one backup session recorded in the activity log; returns a :class:`SetRun`.
 
@@ -235,13 +238,16 @@ def run_set(
     exists, before anything is read. A ``ShadowvaultError`` from the engine (missing source,
     repository trouble) closes the session as "failed" with its exit code and is raised again;
     Ctrl-C closes it as "interrupted". ``options.set_name`` is the set recorded (None: ad hoc).
+    ``started`` (epoch seconds) is the scheduler's clock reading for the session row.
     """
     if isinstance(activity, Path):
         with ActivityLog(activity) as log:
-            return run_set(repo, options, sink, log, detailed_log=detailed_log, on_session=on_session)
+            return run_set(
+                repo, options, sink, log, detailed_log=detailed_log, on_session=on_session, started=started
+            )
     log = activity
     host = options.host or socket.gethostname()
-    sid = log.start_session(options.set_name, host)
+    sid = log.start_session(options.set_name, host, started=started)
     if on_session is not None:
         on_session(sid)
     recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
@@ -258,7 +264,9 @@ def run_set(
         log.warn(sid, f"internal error: {e!r}")
         _finish(log, sid, "failed", EXIT_FATAL, recorder)
         raise
-    if result.partial:
+    if result.stop is not None:
+        log.warn(sid, f"partial snapshot: {result.stop.message}")
+    elif result.partial:
         log.warn(
             sid,
             f"partial snapshot: the set stopped after {result.counts.failed} failed files "

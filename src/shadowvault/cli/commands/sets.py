@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
+import socket
+from datetime import UTC, datetime
 from typing import Any
 
 from shadowvault.config import Config, EffectiveSet
 from shadowvault.engine.sets import builtin_exclusions
+from shadowvault.engine.timing import timing_of
 from shadowvault.errors import UsageError
 
 from ..app import App
@@ -31,10 +33,9 @@ def _config(app: App) -> Config:
 
 
 def _next_run(eff: EffectiveSet) -> str | None:
-    schedule = eff.values.schedule_parsed()
-    if schedule is None:
-        return None
-    return schedule.next_after(datetime.now().astimezone()).isoformat(timespec="minutes")
+    """The next run in the set's time zone, window and jitter included (as the daemon runs it)."""
+    run = timing_of(eff.values).next_run(datetime.now(UTC), socket.gethostname())
+    return run.start.isoformat(timespec="minutes") if run is not None else None
 
 
 def run(app: App, args: argparse.Namespace) -> int:
