@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import activity, backup, cat, check, init, ls, report, restore, sets, snapshots, status
+from . import activity, backup, cat, check, init, ls, report, restore, sets, snapshots, status, web
 
 COMMANDS: dict[str, ModuleType] = {
     "init": init,
@@ -18,4 +18,5 @@ COMMANDS: dict[str, ModuleType] = {
     "activity": activity,
     "sets": sets,
     "status": status,
+    "web": web,
 }
