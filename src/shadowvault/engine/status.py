@@ -210,9 +210,9 @@ def flags_for(
             code = f", exit code {last.exit_code}" if last.exit_code is not None else ""
             flags.append(Flag("failed", f"the last run ({when}) {last.status} without a snapshot{code}"))
         elif last.counts.failed:
-            flags.append(
-                Flag("files-failed", f"the last run ({when}) could not back up {last.counts.failed} files")
-            )
+            n = last.counts.failed
+            what = "1 file" if n == 1 else f"{n} files"
+            flags.append(Flag("files-failed", f"the last run ({when}) could not back up {what}"))
     if bset is None or bset.schedule is None:
         return tuple(flags)
     success = next((r for r in runs if r.succeeded), None)

@@ -15,11 +15,12 @@ from shadowvault.engine.status import RunInfo
 __all__ = ["WIDTH", "Chart", "Panel", "Point", "chart"]
 
 WIDTH = 640
-PANEL_HEIGHT = 70
+PANEL_HEIGHT = 48
 _LEFT = 70  # room for the panel's title and scale
 _RIGHT = 12
 _TOP = 16
-_GAP = 26
+_GAP = 18
+_FOOT = 14  # the dates of the first and last run under the panels
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ class Chart:
     right: int
     panels: tuple[Panel, ...]
     runs: int
+    first: str
+    last: str
 
 
 def _human(n: float) -> str:
@@ -81,7 +84,8 @@ def _panel(
     top = _TOP + index * (PANEL_HEIGHT + _GAP)
     bottom = top + PANEL_HEIGHT
     values = [value(r) for r in runs]
-    highest = max((v for v in values if v is not None), default=0.0) or 1.0
+    actual = max((v for v in values if v is not None), default=0.0)
+    highest = actual or 1.0  # all zero: the points lie on the axis
     span = WIDTH - _LEFT - _RIGHT
     step = span / max(len(runs) - 1, 1)
     points = []
@@ -91,7 +95,7 @@ def _panel(
         when = run.started.astimezone().strftime("%Y-%m-%d %H:%M")
         label = f"{when}: {fmt(v) if v is not None else 'did not finish'}"
         points.append(Point(x, y, label, run.session_id, v is None))
-    return Panel(key, title, top, bottom, fmt(highest), tuple(points))
+    return Panel(key, title, top, bottom, fmt(actual), tuple(points))
 
 
 def chart(runs_newest_first: Sequence[RunInfo]) -> Chart:
@@ -103,5 +107,7 @@ def chart(runs_newest_first: Sequence[RunInfo]) -> Chart:
         _panel("suspect", "suspect files", 2, runs, lambda r: float(r.counts.suspect), lambda v: f"{v:.0f}"),
         _panel("failed", "failed files", 3, runs, lambda r: float(r.counts.failed), lambda v: f"{v:.0f}"),
     )
-    height = _TOP + len(panels) * (PANEL_HEIGHT + _GAP)
-    return Chart(WIDTH, height, _LEFT, WIDTH - _RIGHT, panels, len(runs))
+    height = _TOP + len(panels) * (PANEL_HEIGHT + _GAP) + _FOOT
+    first = runs[0].started.astimezone().strftime("%Y-%m-%d %H:%M") if runs else ""
+    last = runs[-1].started.astimezone().strftime("%Y-%m-%d %H:%M") if runs else ""
+    return Chart(WIDTH, height, _LEFT, WIDTH - _RIGHT, panels, len(runs), first, last)
