@@ -17,8 +17,11 @@ from urllib.parse import quote
 import pytest
 from webserver import WebServer, get, own_address, start_web
 
+from shadowvault.engine.browse import SnapshotReader
+from shadowvault.engine.status import repository_status
+from shadowvault.repo import FileType, LocalBackend, Repository, forget, prune
 from statusfixtures import WEIRD_NAMES, Scenario, make_scenario
-from treeutil import PASSWORD
+from treeutil import PASSWORD, sv
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +209,44 @@ def test_non_loopback_listener_checks_the_token_on_every_request(scenario: Scena
         assert get(web.url + "/snapshots", headers={"Cookie": "sv_token=nope"}).status == 401
     finally:
         web.stop()
+
+
+def test_the_snapshot_reader_follows_a_prune(tmp_path: Path) -> None:
+    """A long-running reader (the web server's) must not keep an index a prune replaced: the file
+    that prune moved into a new pack is still read, and the deleted pack no longer counts as
+    unreferenced data on the overview."""
+    src = tmp_path / "src"
+    src.mkdir()
+    keep, drop = os.urandom(100_000), os.urandom(100_000)
+    (src / "keep.bin").write_bytes(keep)
+    (src / "drop.bin").write_bytes(drop)
+    repo_path = tmp_path / "repo"
+    x = {"XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    sv("init", repo=repo_path, env_extra=x)
+    sv("backup", str(src), repo=repo_path, env_extra=x)  # one pack holds both files
+    (src / "drop.bin").unlink()
+    sv("backup", str(src), repo=repo_path, env_extra=x)
+    first, second = (
+        s["id"] for s in json.loads(sv("snapshots", "--json", repo=repo_path, env_extra=x).stdout)
+    )
+
+    reader = SnapshotReader(Repository.open(LocalBackend(repo_path), PASSWORD))
+    _, snap = reader.snapshot(second)
+    _, chunks = reader.read_file(snap, str(src / "keep.bin"))
+    assert b"".join(chunks) == keep
+
+    other = Repository.open(LocalBackend(repo_path), PASSWORD)
+    with other.lock(exclusive=True):
+        forget(other, [first])
+        stats = prune(other)
+    other.close()
+    assert stats.repacked_packs and stats.removed_index_files  # keep.bin's pack was rewritten
+
+    _, snap = reader.snapshot(second)
+    _, chunks = reader.read_file(snap, str(src / "keep.bin"))
+    assert b"".join(chunks) == keep
+    assert [s.id for s in reader.snapshots()] == [second]
+    assert repository_status(reader.repo, None).unreferenced_bytes == 0
+    on_disk = {name for name, _ in reader.repo.list_files(FileType.PACK)}
+    assert {p.hex() for p in reader.repo.index.pack_ids()} == on_disk
+    reader.repo.close()

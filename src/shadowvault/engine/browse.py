@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shadowvault.errors import UsageError
-from shadowvault.repo import BlobType, Node, Repository, Snapshot
+from shadowvault.repo import BlobType, FileType, Node, Repository, Snapshot
 
 from .nodes import node_outcome, posix_permissions
 from .status import ClassCounts, WriterProcess
@@ -135,17 +135,24 @@ class SnapshotReader:
 
     # -- snapshots ---------------------------------------------------------------------------
 
+    def _refresh_index(self) -> None:
+        """Read index files written since; start over when some were removed (a prune ran)."""
+        present = {bytes.fromhex(name) for name, _ in self.repo.list_files(FileType.INDEX)}
+        if self.repo.index.index_files - present:
+            self.repo.reset_index()
+        self.repo.load_index()
+
     def snapshots(self) -> list[SnapshotInfo]:
         """Every snapshot, newest first; picks up snapshots and index files written since."""
         with self.lock:
-            self.repo.load_index()  # only index files not read yet
+            self._refresh_index()
             found = self.repo.list_snapshots()
         return [_info(sid, snap) for sid, snap in reversed(found)]
 
     def snapshot(self, ref: str) -> tuple[SnapshotInfo, Snapshot]:
         """One snapshot by id, unique prefix or "latest"; ``RepoError`` when there is none."""
         with self.lock:
-            self.repo.load_index()
+            self._refresh_index()
             sid, snap = self.repo.find_snapshot(ref)
         return _info(sid, snap), snap
 

@@ -330,6 +330,8 @@ def _unreferenced(repo: Repository, pack_sizes: dict[str, int]) -> int:
     indexed: set[str] = set()
     for pack_id in repo.index.pack_ids():
         indexed.add(pack_id.hex())
+        if pack_id.hex() not in pack_sizes:
+            continue  # indexed but gone: a problem for `check`, not space a prune could free
         for b in repo.index.pack_blobs(pack_id):
             key = (b.type, b.id)
             if key in used and key not in provided:

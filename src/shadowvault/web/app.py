@@ -72,8 +72,8 @@ class WebSource:
         with self._repo_lock:
             cached = self._repo_status
             if cached is None or time.monotonic() - cached[0] > _REPO_STATUS_SECONDS:
+                self.reader.snapshots()  # refreshes the index (a prune may have rewritten it)
                 with self.reader.lock:
-                    self.reader.repo.load_index()
                     fresh = repository_status(self.reader.repo, self.checks_dir)
                 cached = (time.monotonic(), fresh)
                 self._repo_status = cached

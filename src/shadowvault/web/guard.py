@@ -83,7 +83,9 @@ class Guard:
         given = dict(query).get("token")
         if given is not None and self._matches(given):
             rest = urlencode([(k, v) for k, v in query if k != "token"])
-            location = scope.get("root_path", "") + scope["path"] + (f"?{rest}" if rest else "")
+            # The raw path keeps percent-escapes (and so any byte) exactly as the client sent them.
+            raw_path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+            location = raw_path.decode("latin-1") + (f"?{rest}" if rest else "")
             cookie = f"{COOKIE}={self.token}; HttpOnly; SameSite=Strict; Path=/"
             await _plain(
                 send,

@@ -24,12 +24,15 @@ def run(app: App, args: argparse.Namespace) -> int:
         repo.load_index()
         problems = check_repository(repo, read_data=args.read_data)
     # Kept for `status`, which shows when the repository was last checked and with what result.
-    record_check(
-        state_dir() / "checks",
-        str(repo.config.get("id", "")),
-        read_data=args.read_data,
-        messages=[p.message for p in problems],
-    )
+    try:
+        record_check(
+            state_dir() / "checks",
+            str(repo.config.get("id", "")),
+            read_data=args.read_data,
+            messages=[p.message for p in problems],
+        )
+    except (OSError, ValueError) as e:
+        app.warn(f"the result was not recorded for `status`: {e}")
     for p in problems:
         if app.json:
             app.emit(
