@@ -150,6 +150,24 @@ def test_read_status_through_the_api_matches_the_log(scenario: Scenario) -> None
     assert docs.problems[0].writers[0].pid == scenario.writer_pid
 
 
+def test_a_scheduled_set_whose_due_run_did_not_come_is_flagged_missed(scenario: Scenario) -> None:
+    """The recorded runs of ``docs`` against a configuration that schedules it hourly: right
+    after its last run it is fine; three hours later the due runs were missed."""
+    state = Path(scenario.env["XDG_STATE_HOME"]) / "shadowvault"
+    text = scenario.config.read_text().replace(
+        'open_files = "try-deny-write"', 'open_files = "try-deny-write"\nschedule = "hourly"'
+    )
+    cfg = parse_config(text, scenario.config)
+    with ActivityLog(state / "activity.db") as log:
+        last = log.sessions("docs", limit=1)[0].started
+    soon = read_status(cfg, state / "activity.db", None, None, now=last + timedelta(minutes=5))
+    assert [f.kind for f in next(s for s in soon.sets if s.name == "docs").flags] == []
+    later = read_status(cfg, state / "activity.db", None, None, now=last + timedelta(hours=3))
+    docs = next(s for s in later.sets if s.name == "docs")
+    assert [f.kind for f in docs.flags] == ["missed"] and docs.flagged
+    assert docs.next_run is not None and docs.next_run.at > last + timedelta(hours=2)
+
+
 def _run(started: datetime, *, ok: bool = True) -> RunInfo:
     return RunInfo(
         session_id=1,

@@ -15,6 +15,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
 from webserver import WebServer, artifacts_dir, own_address, start_web
 
 from conftest import require
@@ -33,11 +37,6 @@ FLAGS = (
     "--disable-sync",
     "--window-size=1200,1400",
 )
-
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +67,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory, downloads: Path) -> Iterat
         os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER),
         "needs Debian's chromium and chromium-driver",
     )
+    offline = os.environ.get("SE_OFFLINE")
     os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must never fetch a driver or a browser
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -81,6 +81,10 @@ def browser(tmp_path_factory: pytest.TempPathFactory, downloads: Path) -> Iterat
     driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     yield driver
     driver.quit()
+    if offline is None:
+        del os.environ["SE_OFFLINE"]
+    else:
+        os.environ["SE_OFFLINE"] = offline
 
 
 def snapshot_of(s: Scenario, set_name: str) -> str:
