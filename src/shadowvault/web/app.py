@@ -32,6 +32,7 @@ from starlette.routing import Route
 from shadowvault.config import Config
 from shadowvault.engine.activity import ActivityLog
 from shadowvault.engine.browse import SnapshotReader, normalise
+from shadowvault.engine.checks import last_check
 from shadowvault.engine.status import (
     RepositoryStatus,
     Status,
@@ -78,7 +79,9 @@ class WebSource:
                 cached = (time.monotonic(), fresh)
                 self._repo_status = cached
         status = read_status(self.config, self.activity_path, None, None)
-        return replace(status, repositories=(cached[1],))
+        # The check record is one small file: always the current one, not the cached one.
+        repo = replace(cached[1], last_check=last_check(self.checks_dir, cached[1].repo_id))
+        return replace(status, repositories=(repo,))
 
     def log(self) -> ActivityLog | None:
         """The activity log, or None before the first run (never created by reading)."""
