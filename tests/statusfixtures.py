@@ -2,7 +2,7 @@
 
 Four sets in one configuration:
 
-* ``docs`` (try-deny-write): ``held.log`` is open for writing by a real ``sleep`` process, so it is
+* ``docs`` (try-deny-write): ``held<b>.log`` is open for writing by a real ``sleep`` process, so it is
   backed up ``suspect``; the set runs twice, so it has two runs. Its tree also holds names with a
   non-UTF-8 byte, quotes and ``<script>``.
 * ``db`` (deny-write, no retries): ``data.db`` is held open the same way, so it ``failed``;
@@ -80,7 +80,7 @@ def make_scenario(root: Path) -> Scenario:
     for name in WEIRD_NAMES:
         with open(os.path.join(os.fsencode(docs), name), "wb") as f:
             f.write(b"unusual name " + name)
-    held = docs / "held.log"
+    held = docs / "held<b>.log"  # markup in a problem file's name: the overview and session pages
     held.write_bytes(b"log line\n" * 1000)
     failed = db / "data.db"
     failed.write_bytes(b"d" * 5000)

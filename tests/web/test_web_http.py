@@ -5,6 +5,7 @@ Escaping, downloads, the token and host checks; the browser tests are in test_we
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
@@ -69,7 +70,8 @@ def test_overview_and_status_json_show_the_sets(server: WebServer, scenario: Sce
         assert f'data-set="{name}"' in page.text
     assert 'data-set="broken" data-flagged="yes"' in page.text
     assert 'data-set="docs" data-flagged="no"' in page.text
-    assert str(scenario.held) in page.text and "sleep (pid" in page.text
+    assert html.escape(str(scenario.held)) in page.text and "sleep (pid" in page.text
+    assert "<b>" not in page.text
     doc = json.loads(get(server.url + "/status.json").body)
     cli = json.loads(scenario.sv("status", "--json").stdout.strip().splitlines()[-1])
     # The page reads what the CLI reads: same sets, same runs, same problem files.
@@ -87,7 +89,8 @@ def test_session_page_lists_every_problem_file_with_reason_attempts_and_writer(
     for name, path, cls in (("docs", scenario.held, "suspect"), ("db", scenario.failed, "failed")):
         page = get(f"{server.url}/sessions/{sets[name]['last_run']['session_id']}")
         assert page.status == 200
-        row = page.text[page.text.index(str(path)) :].split("</tr>")[0]
+        row = page.text[page.text.index(html.escape(str(path))) :].split("</tr>")[0]
+        assert "<b>" not in page.text
         assert f'data-class="{cls}"' in page.text
         assert f"sleep (pid {scenario.writer_pid})" in row
         assert "open-for-writing" in row and '<td class="num">1</td>' in row
