@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shadowvault.config import parse_config
 from shadowvault.engine.activity import ActivityLog
 from shadowvault.engine.status import ClassCounts, RunInfo, flags_for, read_status
-from statusfixtures import Scenario, make_scenario
+from statusfixtures import Scenario, hold_open, make_scenario
 from treeutil import sv
 
 
@@ -201,3 +201,26 @@ def test_missed_schedule_is_flagged_only_once_the_due_run_is_late() -> None:
         )
     ]
     assert kinds == ["failed", "missed"]
+
+
+def test_runs_without_a_set_are_shown_too(tmp_path: Path) -> None:
+    """`backup PATHS` (the zero-configuration first run) names no set; status still shows it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.txt").write_text("a\n")
+    held = src / "busy.log"
+    held.write_text("x\n")
+    x = {"XDG_STATE_HOME": str(tmp_path / "state"), "XDG_DATA_HOME": str(tmp_path / "data")}
+    repo = tmp_path / "repo"
+    sv("init", repo=repo, env_extra=x)
+    writer = hold_open(held)
+    try:
+        assert sv("backup", str(src), repo=repo, env_extra=x, check=False).returncode == 4
+    finally:
+        writer.kill()
+        writer.wait()
+    doc = json.loads(sv("status", "--json", repo=repo, env_extra=x).stdout.strip().splitlines()[-1])
+    (only,) = doc["sets"]
+    assert only["name"] == "" and only["last_run"]["exit_code"] == 4 and not only["flagged"]
+    assert [(p["path"], p["writers"][0]["pid"]) for p in only["problems"]] == [(str(held), writer.pid)]
+    assert "runs without a set" in sv("status", repo=repo, env_extra=x).stdout

@@ -31,6 +31,7 @@ from .activity import ActivityLog, FileRecord, SessionRecord, SessionStatus
 from .checks import CheckRecord, last_check
 
 __all__ = [
+    "AD_HOC",
     "ClassCounts",
     "Flag",
     "NextRun",
@@ -57,6 +58,11 @@ _RAN = ("completed", "partial")
 # half the interval so an hourly schedule is not given a whole hour.
 _MISSED_GRACE = timedelta(hours=1)
 _PROBLEMS = ("suspect", "failed")
+# The name under which runs without a set (`backup PATHS`, the zero-configuration first run) are
+# shown: a set name is never empty.
+AD_HOC = ""
+# How many of the newest sessions are searched for set names and for runs without a set.
+_RECENT = 1000
 
 
 @dataclass(frozen=True)
@@ -276,7 +282,10 @@ def _problem(f: FileRecord) -> ProblemFile:
 
 
 def run_history(log: ActivityLog, set_name: str | None, limit: int = 30) -> list[RunInfo]:
-    """The newest ``limit`` runs of a set, newest first (``None``: every set)."""
+    """The newest ``limit`` runs of a set, newest first (``None``: every set; :data:`AD_HOC`:
+    runs without a set, found among the newest ``_RECENT`` sessions)."""
+    if set_name == AD_HOC:
+        return [_run(r) for r in log.sessions(limit=_RECENT) if r.set_name is None][:limit]
     return [_run(r) for r in log.sessions(set_name, limit=limit)]
 
 
@@ -310,13 +319,16 @@ def set_status(
 
 
 def set_names(config: Config | None, log: ActivityLog | None) -> list[str]:
-    """Configured sets first (in file order), then sets the recent log knows that are gone now."""
+    """Configured sets first (in file order), then sets the recent log knows that are gone now,
+    then :data:`AD_HOC` when recent runs named no set."""
     names = list(config.set_names()) if config else []
+    ad_hoc = False
     if log is not None:
-        for r in log.sessions(limit=500):
+        for r in log.sessions(limit=_RECENT):
             if r.set_name and r.set_name not in names:
                 names.append(r.set_name)
-    return names
+            ad_hoc = ad_hoc or r.set_name is None
+    return [*names, AD_HOC] if ad_hoc else names
 
 
 # -- repository -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from shadowvault.engine.metrics import write_textfile
-from shadowvault.engine.status import RepositoryStatus, SetStatus, read_status
+from shadowvault.engine.status import AD_HOC, RepositoryStatus, SetStatus, read_status
 from shadowvault.engine.status_json import status_json
 from shadowvault.errors import UsageError
 
@@ -42,7 +42,8 @@ def _time(s: SetStatus) -> str:
 
 def _print_set(app: App, s: SetStatus) -> None:
     mark = "!" if s.flagged else " "
-    app.print(f"{mark} set {s.name}: {_time(s)}")
+    name = f"set {s.name}" if s.name != AD_HOC else "runs without a set"
+    app.print(f"{mark} {name}: {_time(s)}")
     if s.next_run is not None:
         window = f" (window {s.next_run.window})" if s.next_run.window else ""
         app.print(f"    next run {s.next_run.at.astimezone().strftime('%Y-%m-%d %H:%M')}{window}")
