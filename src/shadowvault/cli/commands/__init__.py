@@ -4,7 +4,22 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import activity, backup, cat, check, daemon, init, ls, report, restore, schedule, sets, snapshots
+from . import (
+    activity,
+    backup,
+    cat,
+    check,
+    daemon,
+    init,
+    ls,
+    report,
+    restore,
+    schedule,
+    sets,
+    snapshots,
+    status,
+    web,
+)
 
 COMMANDS: dict[str, ModuleType] = {
     "init": init,
@@ -19,4 +34,6 @@ COMMANDS: dict[str, ModuleType] = {
     "sets": sets,
     "daemon": daemon,
     "schedule": schedule,
+    "status": status,
+    "web": web,
 }

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from shadowvault.engine.checks import record_check
 from shadowvault.repo import check_repository
 
-from ..app import App
+from ..app import App, state_dir
 
 HELP = "check the repository for errors"
 
@@ -22,6 +23,16 @@ def run(app: App, args: argparse.Namespace) -> int:
     with repo.lock(exclusive=False):
         repo.load_index()
         problems = check_repository(repo, read_data=args.read_data)
+    # Kept for `status`, which shows when the repository was last checked and with what result.
+    try:
+        record_check(
+            state_dir() / "checks",
+            str(repo.config.get("id", "")),
+            read_data=args.read_data,
+            messages=[p.message for p in problems],
+        )
+    except (OSError, ValueError) as e:
+        app.warn(f"the result was not recorded for `status`: {e}")
     for p in problems:
         if app.json:
             app.emit(

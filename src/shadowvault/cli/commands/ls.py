@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import stat
-from collections.abc import Iterator
 from datetime import datetime
 
+from shadowvault.engine.browse import walk
 from shadowvault.engine.nodes import node_outcome, posix_permissions
 from shadowvault.errors import UsageError
-from shadowvault.repo import Node, Repository
 
 from ..app import App
 
@@ -23,17 +22,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("snapshot", help="snapshot id, unique prefix, or 'latest'")
     p.add_argument("path", nargs="?", default="/", help="only list below this path")
     p.add_argument("-l", "--long", action="store_true", help="mode, owner, size, time and outcome")
-
-
-def walk(repo: Repository, tree_id: bytes | None, prefix: str) -> Iterator[tuple[str, Node]]:
-    """Depth-first (path, node) pairs of a tree."""
-    if tree_id is None:
-        return
-    for node in repo.load_tree(tree_id).nodes:
-        path = f"{prefix}/{node.name}"
-        yield path, node
-        if node.type == "dir":
-            yield from walk(repo, node.subtree, path)
 
 
 def run(app: App, args: argparse.Namespace) -> int:
