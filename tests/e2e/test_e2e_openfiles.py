@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -164,29 +164,35 @@ def test_file_held_open_for_writing(
         assert any("held.db" in line and "[suspect:" in line for line in listing.splitlines())
 
 
-def api_backup(repo: Path, options: BackupOptions, writer: subprocess.Popen[str]) -> tuple[int, ListSink]:
-    """Run a session through the Python API (events in order), then stop the writer."""
+def api_backup(
+    repo: Path, options: BackupOptions, start_writer: Callable[[], subprocess.Popen[str]]
+) -> tuple[int, ListSink]:
+    """Run a session through the Python API (events in order), then stop the writer.
+
+    The writer starts once the repository is open and locked: on a loaded machine the key
+    derivation alone can outlast a writer that holds its file for two seconds.
+    """
     r = Repository.open(LocalBackend(repo), PASSWORD)
     r.load_index()
     sink = ListSink()
-    try:
-        with r.lock():
+    with r.lock():
+        writer = start_writer()
+        try:
             result = BackupSession(r, options, sink).run()
-    finally:
-        stop(writer)
+        finally:
+            stop(writer)
     return result.exit_code, sink
 
 
 def test_writer_that_leaves_lets_deny_write_succeed_on_retry(repo: Path, src: Path) -> None:
     held = src / "briefly.db"
     held.write_bytes(b"y" * 5000)
-    writer = start(HOLD, str(held), "2")
     options = BackupOptions(
         sources=[str(src)],
         strategy=Strategy.DENY_WRITE,
         retry=RetryPolicy(times=5, interval=1, on_change=False),
     )
-    code, sink = api_backup(repo, options, writer)
+    code, sink = api_backup(repo, options, lambda: start(HOLD, str(held), "2"))
     done = {e.path: e for e in sink.events if isinstance(e, FileDone)}
     assert code == 0
     assert done[str(held)].outcome["class"] == "ok"
@@ -200,13 +206,12 @@ def test_retries_do_not_stall_the_session(repo: Path, tmp_path: Path) -> None:
     blocked.write_bytes(b"z" * 100)
     for i in range(1000):
         (src / "a" / f"small-{i:04d}.txt").write_text(f"file {i}\n")
-    writer = start(HOLD, str(blocked), "300")
     options = BackupOptions(
         sources=[str(src)],
         strategy=Strategy.DENY_WRITE,
         retry=RetryPolicy(times=3, interval=5, on_change=False),
     )
-    code, sink = api_backup(repo, options, writer)
+    code, sink = api_backup(repo, options, lambda: start(HOLD, str(blocked), "300"))
     order = [e.path for e in sink.events if isinstance(e, FileDone)]
     assert len(order) == 1001
     assert order[-1] == str(blocked), "the waiting file held up the others"
