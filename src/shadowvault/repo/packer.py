@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from shadowvault.errors import RepoError
 from shadowvault.repo import compression, crypto
-from shadowvault.repo.backends.base import Backend, FileType
+from shadowvault.repo.backends.base import Backend, FileType, upload_connections
 from shadowvault.repo.files import pack
 from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.ids import BlobType, hash_bytes
@@ -29,6 +29,7 @@ from shadowvault.repo.index import MasterIndex
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 MAX_QUEUED_UPLOADS = 2
+"""Full packs waiting per upload thread before the savers wait."""
 
 
 @dataclass
@@ -119,6 +120,10 @@ class BlobSaver:
         self._inflight = 0
         self._error: BaseException | None = None
         self._uploader: ThreadPoolExecutor | None = None
+        # A remote backend asks for several uploads at once (one per connection): a single
+        # stream over a network with latency leaves most of the bandwidth unused.
+        self._upload_threads = upload_connections(backend)
+        self._max_inflight = MAX_QUEUED_UPLOADS * self._upload_threads
 
     def _raise_sticky(self) -> None:
         if self._error is not None:
@@ -165,11 +170,11 @@ class BlobSaver:
             if open_pack.size >= self.pack_size:
                 full = self._open.pop(t)
                 # Back-pressure: a saver waits here while the upload thread is behind.
-                while self._inflight >= MAX_QUEUED_UPLOADS and self._error is None:
+                while self._inflight >= self._max_inflight and self._error is None:
                     self._cond.wait()
                 self._inflight += 1
                 if self._uploader is None:
-                    self._uploader = ThreadPoolExecutor(1, thread_name_prefix="upload")
+                    self._uploader = ThreadPoolExecutor(self._upload_threads, thread_name_prefix="upload")
                 uploader = self._uploader
             self._cond.notify_all()
         if full is not None and uploader is not None:
