@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from remote_helpers import child_env, make_source, require_binary, run_restic, run_sv, same_tree
+
 from shadowvault.repo.backends import Backend, FileType
 from shadowvault.repo.backends.open import open_backend
 from shadowvault.repo.backends.options import BackendOptions

@@ -19,6 +19,7 @@ off: ``RetryBackend`` above retries and reports every one.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -167,10 +168,8 @@ class S3Backend:
             )
         except BaseException:
             # Nothing became visible; drop the parts the server holds (best effort).
-            try:
+            with contextlib.suppress(botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
                 self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
-            except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
-                pass
             raise
 
     def load(self, ft: FileType, name: str, offset: int = 0, length: int | None = None) -> bytes:
