@@ -3,7 +3,7 @@
 # PyPI package, a current rclone; Debian has no rest-server) on a free loopback port, storing
 # repositories under DIR/rest (each URL path is its own repository), with basic auth.
 #   start DIR  -> prints export lines: SHADOWVAULT_TEST_REST_URL (no credentials),
-#                 SHADOWVAULT_TEST_REST_USER, SHADOWVAULT_TEST_REST_PASS
+#                 SHADOWVAULT_TEST_REST_USER, SHADOWVAULT_TEST_REST_PASS, SHADOWVAULT_TEST_REST_DIR (its files)
 #   stop DIR
 set -euo pipefail
 cmd=${1:?start|stop}
@@ -30,6 +30,7 @@ start)
   echo "export SHADOWVAULT_TEST_REST_URL=http://127.0.0.1:$port/"
   echo "export SHADOWVAULT_TEST_REST_USER=sv"
   echo "export SHADOWVAULT_TEST_REST_PASS=$pass"
+  echo "export SHADOWVAULT_TEST_REST_DIR=$dir/rest"
   ;;
 stop)
   if [ -f "$pidfile" ]; then

@@ -4,9 +4,10 @@
 compression and encryption run in the calling thread without any lock (they
 release the GIL); only the dedup check and the append to the open pack of the
 blob's type hold the lock. The thread whose append makes a pack reach the target
-size takes that pack out and hands it to one upload thread (seal, hash, write,
-fsync, index), so the savers go on encrypting while a pack is written; at most
-``MAX_QUEUED_UPLOADS`` full packs wait for it, which bounds memory.
+size takes that pack out and hands it to the upload threads (seal, hash, write,
+fsync, index), so the savers go on encrypting while a pack is written: one thread
+for a local repository, one per connection for a remote one (``connections``);
+at most ``MAX_QUEUED_UPLOADS`` full packs per thread wait, which bounds memory.
 Until a pack's upload has finished and its blobs are in the master index, its
 blobs are "pending": ``has`` reports them and ``pending_blob`` serves their
 bytes, so dedup and reads see every saved blob at once.
@@ -203,9 +204,13 @@ class BlobSaver:
             try:
                 self._backend.save(FileType.PACK, pack_id.hex(), data)
             except FileExistsError:
-                # Same name means same SHA-256 of the content: already stored.
+                # Same name means same SHA-256 of the content: already stored, if whole. A server
+                # killed mid-write can leave a cut-off file under the final name (rclone serve
+                # restic writes in place, and our first try's answer was lost with it): its name
+                # is the hash of our bytes, so it is garbage: replace it.
                 if self._backend.stat(FileType.PACK, pack_id.hex()) != len(data):
-                    raise
+                    self._backend.remove(FileType.PACK, pack_id.hex())
+                    self._backend.save(FileType.PACK, pack_id.hex(), data)
             self._index.add_pack(pack_id, open_pack.blobs, new=True)
             if self._on_pack_saved is not None:
                 self._on_pack_saved(pack_id, open_pack.blobs)
