@@ -103,6 +103,11 @@ def upload_connections(backend: Backend) -> int:
     return n if isinstance(n, int) and n >= 1 else 1
 
 
+def is_remote(backend: Backend) -> bool:
+    """True for backends behind a network, where every request is a round trip."""
+    return getattr(backend, "remote", False) is True
+
+
 def exists(backend: Backend, ft: FileType, name: str) -> bool:
     """True when the file is present."""
     try:

@@ -34,6 +34,7 @@ class RestBackend:
         self._loc = loc
         self._base = loc.url
         self.connections = opts.connections
+        self.remote = True
         username = loc.username if loc.username is not None else opts.rest_username
         password = loc.password if loc.password is not None else opts.rest_password
         self._headers: dict[str, str] = {}

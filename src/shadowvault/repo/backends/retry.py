@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from shadowvault.repo.backends.base import Backend, FileType, upload_connections
+from shadowvault.repo.backends.base import Backend, FileType, is_remote, upload_connections
 from shadowvault.repo.backends.mem import MemBackend
 
 T = TypeVar("T")
@@ -46,6 +46,11 @@ class RetryBackend:
         self._sleep = sleep
         self.retries = 0
         """Failed tries that were retried so far (each was also given to ``report``)."""
+
+    @property
+    def remote(self) -> bool:
+        """Whether the inner backend is behind a network."""
+        return is_remote(self.inner)
 
     @property
     def connections(self) -> int:

@@ -49,6 +49,7 @@ class S3Backend:
     def __init__(self, loc: S3Location, opts: BackendOptions) -> None:
         self._loc = loc
         self.connections = opts.connections
+        self.remote = True
         self._bucket = loc.bucket
         self._prefix = loc.prefix + "/" if loc.prefix else ""
         host = urllib.parse.urlsplit(loc.endpoint).hostname or ""

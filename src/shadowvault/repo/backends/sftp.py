@@ -121,6 +121,7 @@ class SftpBackend:
     def __init__(self, loc: SftpLocation, opts: BackendOptions) -> None:
         self._loc = loc
         self.connections = opts.connections
+        self.remote = True
         self._argv = self._command(loc, opts)
         self._root = loc.path.rstrip("/") or "/"
         self._idle: list[_Connection] = []
