@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -126,6 +127,9 @@ def main() -> int:
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
     base_env = tool_env(workdir)
+    # This checkout's code, whatever copy of shadowvault the interpreter has installed.
+    src = str(HERE.parent / "src")
+    base_env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, base_env.get("PYTHONPATH", "")]))
     warm_tree(source)
     hashes = SourceHashes(source, manifest)
     table: dict[str, dict[str, dict[str, float]]] = {}
