@@ -4,6 +4,10 @@ restic reading what we wrote and the other way round."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,3 +80,49 @@ def test_rest_cli_and_restic_both_ways(rest_env: dict[str, str], tmp_path: Path)
     run_sv(env, "restore", theirs, "--target", str(restored))
     same_tree(src, restored / str(src).lstrip("/"))
     run_sv(env, "check", "--read-data")
+
+
+def _cmdlines() -> list[bytes]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    found.append(f.read())
+            except OSError:
+                continue
+    return found
+
+
+def test_rest_secret_never_in_ps_json_or_activity_log(rest_env: dict[str, str], tmp_path: Path) -> None:
+    secret = rest_env["SHADOWVAULT_TEST_REST_PASS"]
+    state = tmp_path / "state"
+    env = child_env(
+        rest_env,
+        rest_location(rest_env, with_credentials=False),
+        SHADOWVAULT_REST_USERNAME=rest_env["SHADOWVAULT_TEST_REST_USER"],
+        SHADOWVAULT_REST_PASSWORD=secret,
+        XDG_STATE_HOME=str(state),
+    )
+    run_sv(env, "init")
+    src = make_source(tmp_path)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "shadowvault", "backup", "--json", str(src)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    seen = 0
+    while p.poll() is None:
+        lines = _cmdlines()
+        seen += 1
+        assert not any(secret.encode() in c for c in lines), "the password is in a command line"
+        time.sleep(0.02)
+    out, err = p.communicate()
+    assert p.returncode == 0, err
+    assert seen > 0
+    assert secret.encode() not in out + err
+    logs = [f for f in state.rglob("*") if f.is_file()]
+    assert logs, "the activity log was not written"
+    for f in logs:
+        assert secret.encode() not in f.read_bytes(), f
