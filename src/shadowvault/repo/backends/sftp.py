@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
 
 import paramiko
+from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
 from shadowvault.repo.backends.base import TYPE_DIRS, Backend, FileType, RemoteError, object_path
 from shadowvault.repo.backends.options import BackendOptions
@@ -39,8 +40,9 @@ from shadowvault.repo.location import SftpLocation
 
 T = TypeVar("T")
 _STDERR_LINES = 20
-_READ_REQUEST = 32768
-"""paramiko's largest read request (SFTPFile.MAX_REQUEST_SIZE); OpenSSH serves up to 256 KiB."""
+_BASE_REQUEST = 32768
+"""The request size every SFTP server takes (paramiko's SFTPFile.MAX_REQUEST_SIZE)."""
+_MAX_REQUEST = 128 * 1024
 
 
 class _Pipes:
@@ -83,10 +85,22 @@ class _Connection:
         self._reader = threading.Thread(target=self._drain, daemon=True, name="ssh-stderr")
         self._reader.start()
         self.client: Any = None
+        self.read_size = self.write_size = _BASE_REQUEST
 
     def open(self) -> None:
         """Negotiate SFTP over the pipes (raises one of ``_BROKEN`` when ssh did not get there)."""
         self.client = paramiko.SFTPClient(_Pipes(self.proc))
+        # paramiko sends 32 KiB per request, the size every server must take; OpenSSH says what it
+        # takes (limits@openssh.com), and 128 KiB requests moved 2-2.3x more per second here
+        # (16 MiB: write 19 -> 43 MiB/s, read 13 -> 30 MiB/s), the per-request work being Python's.
+        try:
+            t, msg = self.client._request(CMD_EXTENDED, "limits@openssh.com")
+            if t == CMD_EXTENDED_REPLY:
+                _packet, max_read, max_write = msg.get_int64(), msg.get_int64(), msg.get_int64()
+                self.read_size = max(_BASE_REQUEST, min(max_read or _BASE_REQUEST, _MAX_REQUEST))
+                self.write_size = max(_BASE_REQUEST, min(max_write or _BASE_REQUEST, _MAX_REQUEST))
+        except OSError:
+            pass  # not an OpenSSH server (SSH_FX_OP_UNSUPPORTED): keep 32 KiB
 
     def _drain(self) -> None:
         assert self.proc.stderr is not None
@@ -187,7 +201,7 @@ class SftpBackend:
             permanent=not self._ever_connected,
         )
 
-    def _with(self, what: str, op: Callable[[Any], T]) -> T:
+    def _with(self, what: str, op: Callable[[_Connection], T]) -> T:
         self._slots.acquire()
         conn: _Connection | None = None
         try:
@@ -196,7 +210,7 @@ class SftpBackend:
             if conn is None:
                 conn = self._connect()
             try:
-                return op(conn.client)
+                return op(conn)
             except _BROKEN as exc:
                 broken, conn = conn, None
                 broken.kill()
@@ -233,7 +247,8 @@ class SftpBackend:
     def create(self) -> None:
         """The repository directory, its type directories and data/00..ff."""
 
-        def op(client: Any) -> None:
+        def op(conn: _Connection) -> None:
+            client = conn.client
             self._mkdirs(client, self._root)
             have = {a.filename for a in client.listdir_attr(self._root)}
             for d in TYPE_DIRS.values():
@@ -254,7 +269,8 @@ class SftpBackend:
         tmp = f"{directory}/.tmp-{final.rsplit('/', 1)[1]}-{secrets.token_hex(6)}"
         body = bytes(data)
 
-        def op(client: Any) -> None:
+        def op(conn: _Connection) -> None:
+            client = conn.client
             try:
                 client.stat(final)
             except FileNotFoundError:
@@ -268,6 +284,7 @@ class SftpBackend:
                 f = client.open(tmp, "wb")
             try:
                 with f:
+                    f.MAX_REQUEST_SIZE = conn.write_size
                     f.set_pipelined(True)
                     f.write(body)
                 client.rename(tmp, final)
@@ -288,19 +305,21 @@ class SftpBackend:
             raise ValueError("negative offset or length")
         path = self._path(ft, name)
 
-        def op(client: Any) -> bytes | int:
+        def op(conn: _Connection) -> bytes | int:
+            client = conn.client
             # EOFError means a broken connection in paramiko: a short file is reported by size.
             with client.open(path, "rb") as f:
+                f.MAX_REQUEST_SIZE = conn.read_size
                 size = int(f.stat().st_size)
                 want = size - offset if length is None else length
                 if offset + want > size or want < 0:
                     return size
                 if want == 0:
                     return b""
-                # One request per 32 KiB piece, all in flight at once (readv pipelines them).
-                # Asking readv for one big range instead made paramiko grow a bytes object 32 KiB
+                # One request per piece, all in flight at once (readv pipelines them). Asking
+                # readv for one big range instead made paramiko grow a bytes object one request
                 # at a time, quadratic in the range: 2 MiB/s for a 16 MiB pack.
-                step = _READ_REQUEST
+                step = conn.read_size
                 end = offset + want
                 pieces = [(o, min(step, end - o)) for o in range(offset, end, step)]
                 return b"".join(f.readv(pieces))
@@ -315,7 +334,7 @@ class SftpBackend:
     def stat(self, ft: FileType, name: str) -> int:
         """Size in bytes."""
         path = self._path(ft, name)
-        return int(self._with(f"stat {ft.value} {name}", lambda c: c.stat(path).st_size))
+        return int(self._with(f"stat {ft.value} {name}", lambda c: c.client.stat(path).st_size))
 
     def list(self, ft: FileType) -> Iterator[tuple[str, int]]:
         """Regular files of the type (data/xx/ walked), temporary names skipped."""
@@ -339,7 +358,8 @@ class SftpBackend:
                 if not a.filename.startswith(".") and stat_mod.S_ISREG(a.st_mode or 0)
             ]
 
-        def op(client: Any) -> list[tuple[str, int]]:
+        def op(conn: _Connection) -> list[tuple[str, int]]:
+            client = conn.client
             if ft is not FileType.PACK:
                 return files(client, top)
             try:
@@ -358,7 +378,7 @@ class SftpBackend:
     def remove(self, ft: FileType, name: str) -> None:
         """Delete one file."""
         path = self._path(ft, name)
-        self._with(f"remove {ft.value} {name}", lambda c: c.remove(path))
+        self._with(f"remove {ft.value} {name}", lambda c: c.client.remove(path))
 
     def is_permanent_error(self, exc: BaseException) -> bool:
         """Missing/existing files, permissions, bad names and host-key problems are permanent."""
