@@ -19,7 +19,10 @@ import platformdirs
 from rich.console import Console
 
 from shadowvault.errors import ConfigError, RepoNotFoundError
-from shadowvault.repo import DEFAULT_PACK_SIZE, LocalBackend, Repository
+from shadowvault.repo import DEFAULT_PACK_SIZE, Backend, LocalBackend, Repository
+from shadowvault.repo.backends.open import open_backend
+from shadowvault.repo.backends.options import BackendOptions
+from shadowvault.repo.location import LocalLocation, parse_location
 
 from .password import get_password
 
@@ -109,21 +112,39 @@ class App:
                 self._config = load_config(default) if default.exists() else None
         return self._config
 
-    def repo_location(self) -> tuple[Path, Path | None, bool]:
-        """(repository path, password file or None, is the zero-config default)."""
+    def repo_location(self) -> tuple[str, Path | None, bool]:
+        """(repository location as given, password file or None, is the zero-config default).
+
+        The location stays a string: ``sftp://host//srv`` must not be normalised like a path.
+        """
         pw_file = Path(self.args.password_file) if getattr(self.args, "password_file", None) else None
         given = getattr(self.args, "repo", None) or os.environ.get(ENV_REPOSITORY)
         if given:
-            return Path(given), pw_file, False
+            return given, pw_file, False
         cfg = self.config()
         if cfg is not None and cfg.repository.path:
             cfg_pw = Path(cfg.repository.password_file) if cfg.repository.password_file else None
-            return Path(cfg.repository.path), pw_file or cfg_pw, False
-        return default_repo_path(), pw_file or default_password_file(), True
+            return str(cfg.repository.path), pw_file or cfg_pw, False
+        return str(default_repo_path()), pw_file or default_password_file(), True
+
+    def local_repo_dir(self) -> str | None:
+        """The repository's directory when it is on this machine (to keep it out of backups)."""
+        loc = parse_location(self.repo_location()[0])
+        return loc.path if isinstance(loc, LocalLocation) else None
+
+    def backend(self, location: str) -> Backend:
+        """The backend of a location (local path, sftp:, s3:, rest:); bad ones are a usage error."""
+        opts = BackendOptions.from_env(os.environ, retry_report=self._report_retry)
+        return open_backend(parse_location(location), opts)
+
+    def _report_retry(self, what: str, exc: BaseException, delay: float) -> None:
+        # Backend messages never carry credentials (locations are shown without passwords).
+        self.warn(f"{what} failed ({exc}); retrying in {delay:.1f} s")
 
     def open_repo(self, *, create_default: bool = False, pack_size: int = DEFAULT_PACK_SIZE) -> Repository:
         """Open the repository; with ``create_default`` the zero-config repository is made on first use."""
-        path, pw_file, is_default = self.repo_location()
+        location, pw_file, is_default = self.repo_location()
+        path = Path(location)
         if is_default and create_default and not (path / "config").exists():
             self._create_default_repo(path)
         if is_default and not (path / "config").exists():
@@ -132,7 +153,7 @@ class App:
                 f"{ENV_REPOSITORY}, or run `shadowvault backup PATH` once to create the default one"
             )
         password = get_password(pw_file if (pw_file and pw_file.exists()) or not is_default else None)
-        return Repository.open(LocalBackend(path), password, pack_size=pack_size)
+        return Repository.open(self.backend(location), password, pack_size=pack_size)
 
     def _create_default_repo(self, path: Path) -> None:
         pw_file = default_password_file()

@@ -4,9 +4,10 @@
 compression and encryption run in the calling thread without any lock (they
 release the GIL); only the dedup check and the append to the open pack of the
 blob's type hold the lock. The thread whose append makes a pack reach the target
-size takes that pack out and hands it to one upload thread (seal, hash, write,
-fsync, index), so the savers go on encrypting while a pack is written; at most
-``MAX_QUEUED_UPLOADS`` full packs wait for it, which bounds memory.
+size takes that pack out and hands it to the upload threads (seal, hash, write,
+fsync, index), so the savers go on encrypting while a pack is written: one thread
+for a local repository, one per connection for a remote one (``connections``);
+at most ``MAX_QUEUED_UPLOADS`` full packs per thread wait, which bounds memory.
 Until a pack's upload has finished and its blobs are in the master index, its
 blobs are "pending": ``has`` reports them and ``pending_blob`` serves their
 bytes, so dedup and reads see every saved blob at once.
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 
 from shadowvault.errors import RepoError
 from shadowvault.repo import compression, crypto
-from shadowvault.repo.backends.base import Backend, FileType
+from shadowvault.repo.backends.base import Backend, FileType, upload_connections
 from shadowvault.repo.files import pack
 from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.ids import BlobType, hash_bytes
@@ -29,6 +30,7 @@ from shadowvault.repo.index import MasterIndex
 
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 MAX_QUEUED_UPLOADS = 2
+"""Full packs waiting per upload thread before the savers wait."""
 
 
 @dataclass
@@ -121,6 +123,10 @@ class BlobSaver:
         self._uploader: ThreadPoolExecutor | None = None
         # Packs this saver has stored, per blob type (the session summary reports data packs).
         self.packs_written: dict[BlobType, int] = dict.fromkeys(BlobType, 0)
+        # A remote backend asks for several uploads at once (one per connection): a single
+        # stream over a network with latency leaves most of the bandwidth unused.
+        self._upload_threads = upload_connections(backend)
+        self._max_inflight = MAX_QUEUED_UPLOADS * self._upload_threads
 
     def _raise_sticky(self) -> None:
         if self._error is not None:
@@ -167,11 +173,11 @@ class BlobSaver:
             if open_pack.size >= self.pack_size:
                 full = self._open.pop(t)
                 # Back-pressure: a saver waits here while the upload thread is behind.
-                while self._inflight >= MAX_QUEUED_UPLOADS and self._error is None:
+                while self._inflight >= self._max_inflight and self._error is None:
                     self._cond.wait()
                 self._inflight += 1
                 if self._uploader is None:
-                    self._uploader = ThreadPoolExecutor(1, thread_name_prefix="upload")
+                    self._uploader = ThreadPoolExecutor(self._upload_threads, thread_name_prefix="upload")
                 uploader = self._uploader
             self._cond.notify_all()
         if full is not None and uploader is not None:
@@ -200,9 +206,13 @@ class BlobSaver:
             try:
                 self._backend.save(FileType.PACK, pack_id.hex(), data)
             except FileExistsError:
-                # Same name means same SHA-256 of the content: already stored.
+                # Same name means same SHA-256 of the content: already stored, if whole. A server
+                # killed mid-write can leave a cut-off file under the final name (rclone serve
+                # restic writes in place, and our first try's answer was lost with it): its name
+                # is the hash of our bytes, so it is garbage: replace it.
                 if self._backend.stat(FileType.PACK, pack_id.hex()) != len(data):
-                    raise
+                    self._backend.remove(FileType.PACK, pack_id.hex())
+                    self._backend.save(FileType.PACK, pack_id.hex(), data)
             self._index.add_pack(pack_id, open_pack.blobs, new=True)
             if self._on_pack_saved is not None:
                 self._on_pack_saved(pack_id, open_pack.blobs)

@@ -23,7 +23,7 @@ from shadowvault.errors import (
     WrongPasswordError,
 )
 from shadowvault.repo import compression, crypto
-from shadowvault.repo.backends.base import Backend, FileType, exists
+from shadowvault.repo.backends.base import Backend, FileType, exists, is_remote
 from shadowvault.repo.files import key
 from shadowvault.repo.files.config import MAX_VERSION, MIN_VERSION, RepoConfig
 from shadowvault.repo.files.index import IndexFile, split_into_files
@@ -34,6 +34,7 @@ from shadowvault.repo.ids import BlobType, hash_bytes, is_hex_id, short
 from shadowvault.repo.index import MasterIndex
 from shadowvault.repo.lock import RepoLock, remove_stale_locks
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE, BlobSaver
+from shadowvault.repo.treeahead import WINDOW, TreeAhead
 
 PACK_READ_WINDOW = 4 * 1024 * 1024
 """Most bytes ``load_pack_blobs`` reads from a pack at once."""
@@ -61,6 +62,8 @@ class Repository:
         self.pack_size = pack_size
         self._saver = BlobSaver(master, backend, self.index, pack_size=pack_size, compress=cfg.version >= 2)
         self._locks: list[RepoLock] = []
+        # Over a network each tree read is a round trip: read a pack's trees together there.
+        self._trees_ahead = TreeAhead() if is_remote(backend) else None
 
     # ---- creation and opening ------------------------------------------------------------
 
@@ -426,13 +429,38 @@ class Repository:
 
     def load_tree(self, tree_id: bytes) -> Tree:
         """Load and parse a tree blob."""
-        raw = self.load_blob(BlobType.TREE, tree_id)
+        raw = self._tree_json(tree_id)
         try:
             return Tree.from_json(raw)
         except ValueError as exc:
             raise IntegrityError(
                 f"tree {short(tree_id)} is malformed ({exc}): run `shadowvault check`"
             ) from exc
+
+    def _tree_json(self, tree_id: bytes) -> bytes:
+        ahead = self._trees_ahead
+        if ahead is None:
+            return self.load_blob(BlobType.TREE, tree_id)
+        raw = ahead.take(tree_id)
+        if raw is not None:
+            return raw
+        self._ensure_index()
+        entry = self.index.lookup(BlobType.TREE, tree_id)
+        if entry is None:
+            return self.load_blob(BlobType.TREE, tree_id)
+        lo, hi = entry.blob.offset - WINDOW, entry.blob.offset + entry.blob.length + WINDOW
+        near = [
+            b
+            for b in self.index.pack_blobs(entry.pack_id)
+            if b.type is BlobType.TREE and b.offset >= lo and b.offset + b.length <= hi
+        ]
+        found: bytes | None = None
+        for b, plain in self.load_pack_blobs(entry.pack_id.hex(), near):
+            if b.id == tree_id:
+                found = plain
+            else:
+                ahead.keep(b.id, plain)
+        return found if found is not None else self.load_blob(BlobType.TREE, tree_id)
 
     def save_snapshot(self, s: Snapshot) -> str:
         """Store a snapshot file; returns its hex id. Call ``flush`` first."""

@@ -111,8 +111,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         if not 1 <= args.pack_size <= 128:
             raise UsageError("--pack-size must be between 1 and 128 MiB")
         pack_size = args.pack_size * 1024 * 1024
-    repo_path, _, _ = app.repo_location()
-    excluded = [str(repo_path), str(state_dir())]
+    excluded = [p for p in (app.local_repo_dir(), str(state_dir())) if p]
     options = [
         backup_options(
             eff.values, excluded_paths=excluded, host=args.host, force=args.force, parent=args.parent

@@ -45,7 +45,6 @@ def config_file(app: App) -> Config:
 
 def environment(app: App, activity: ActivityLog) -> RunEnvironment:
     """How scheduled runs reach the repository and the log (shared with `schedule run`)."""
-    repo_path, _, _ = app.repo_location()
 
     def open_repo() -> Repository:
         return app.open_repo(create_default=True)
@@ -55,7 +54,7 @@ def environment(app: App, activity: ActivityLog) -> RunEnvironment:
         activity=activity,
         host=socket.gethostname(),
         log=stderr_log,
-        excluded_paths=[str(repo_path), str(state_dir())],
+        excluded_paths=[p for p in (app.local_repo_dir(), str(state_dir())) if p],
         # Issue 13's forget/prune is wired here at merge: engine.scheduled.RetentionHook.
         apply_retention=None,
     )

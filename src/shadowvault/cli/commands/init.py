@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from shadowvault.errors import UsageError
-from shadowvault.repo import LocalBackend, Repository
+from shadowvault.repo import Repository
 
 from ..app import App
 from ..password import get_password
@@ -20,16 +20,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(app: App, args: argparse.Namespace) -> int:
     """Create the repository and print its id."""
-    path, pw_file, is_default = app.repo_location()
+    location, pw_file, is_default = app.repo_location()
     if is_default and not args.repo:
         raise UsageError("init needs --repo PATH (or $SHADOWVAULT_REPOSITORY)")
+    backend = app.backend(location)  # a bad location is refused before the password is asked
     password = get_password(Path(pw_file) if pw_file else None, confirm=True)
-    repo = Repository.init(LocalBackend(path), password)
+    repo = Repository.init(backend, password)
     repo_id = str(repo.config["id"])
+    where = repo.location()  # shown without any password
     repo.close()
     if app.json:
-        app.emit({"message_type": "initialized", "id": repo_id, "repository": str(path)})
+        app.emit({"message_type": "initialized", "id": repo_id, "repository": where})
     else:
-        app.print(f"created repository {repo_id[:10]} at {path}")
+        app.print(f"created repository {repo_id[:10]} at {where}")
         app.print("Keep the password safe: without it the data in this repository cannot be read.")
     return 0

@@ -65,6 +65,49 @@ class Backend(Protocol):
         ...
 
 
+TYPE_DIRS = {
+    FileType.KEY: "keys",
+    FileType.PACK: "data",
+    FileType.INDEX: "index",
+    FileType.SNAPSHOT: "snapshots",
+    FileType.LOCK: "locks",
+}
+"""restic's directory (or key prefix, or REST path) of each kind; the config is one file at the top."""
+
+
+def object_path(ft: FileType, name: str) -> str:
+    """Path of a file relative to the repository root in restic's default layout (data/xx/id)."""
+    if ft is FileType.CONFIG:
+        return "config"
+    if "/" in name or name.startswith(".") or not name:
+        raise ValueError(f"invalid repository file name {name!r}")
+    if ft is FileType.PACK:
+        return f"data/{name[:2]}/{name}"
+    return f"{TYPE_DIRS[ft]}/{name}"
+
+
+class RemoteError(OSError):
+    """A remote store refused or failed an operation; ``permanent`` says retrying cannot help.
+
+    An ``OSError``, so the repository layer's messages ("cannot read ... (reason): ...") cover it.
+    """
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+def upload_connections(backend: Backend) -> int:
+    """How many pack uploads the backend wants in flight at once (1 unless it says otherwise)."""
+    n = getattr(backend, "connections", 1)
+    return n if isinstance(n, int) and n >= 1 else 1
+
+
+def is_remote(backend: Backend) -> bool:
+    """True for backends behind a network, where every request is a round trip."""
+    return getattr(backend, "remote", False) is True
+
+
 def exists(backend: Backend, ft: FileType, name: str) -> bool:
     """True when the file is present."""
     try:

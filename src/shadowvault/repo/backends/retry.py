@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from shadowvault.repo.backends.base import Backend, FileType
+from shadowvault.repo.backends.base import Backend, FileType, is_remote, upload_connections
 from shadowvault.repo.backends.mem import MemBackend
 
 T = TypeVar("T")
@@ -44,6 +44,18 @@ class RetryBackend:
         self._max = max_delay
         self._report = report
         self._sleep = sleep
+        self.retries = 0
+        """Failed tries that were retried so far (each was also given to ``report``)."""
+
+    @property
+    def remote(self) -> bool:
+        """Whether the inner backend is behind a network."""
+        return is_remote(self.inner)
+
+    @property
+    def connections(self) -> int:
+        """The inner backend's preferred number of parallel uploads."""
+        return upload_connections(self.inner)
 
     def _retry(self, what: str, op: Callable[[], T]) -> T:
         delay = self._initial
@@ -53,6 +65,7 @@ class RetryBackend:
             except Exception as exc:
                 if attempt == self._attempts or self.inner.is_permanent_error(exc):
                     raise
+                self.retries += 1
                 if self._report is not None:
                     self._report(what, exc, delay)
                 self._sleep(delay)

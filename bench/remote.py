@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Remote lines of the benchmark: first backup and full restore of the benchmark dataset into an
+SFTP server and an S3 server on loopback, shadowvault and restic side by side.
+
+Usage: ``python3 bench/remote.py [--size-gib 0.1] [--targets sftp,s3] [--json]``. The servers are
+the ones the tests use (.ci/services/sshd.sh: Debian's OpenSSH; s3.sh: ``rclone serve s3``), started
+here into the work directory. Each tool gets its own fresh repository on the same server, the tool
+that runs first alternates, the page cache is left warm (the dataset is read once beforehand: the
+subject is the transport, not the disk), and every restore is checked against the source like in
+run.py (a wrong result fails the run, exit 1). Credentials travel in the environment only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dataset import ensure_dataset, spec_for_size
+from measure import Measurement, run_measured, warm_tree
+from tools import restic_tool, shadowvault_tool, tool_env
+from verify import SourceHashes, restored_root, verify_restore
+
+HERE = Path(__file__).resolve().parent
+SERVICES = HERE.parent / ".ci" / "services"
+
+
+def start(name: str, d: Path) -> dict[str, str]:
+    """Start a .ci/services server under ``d``; its exported variables."""
+    d.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(
+        ["bash", str(SERVICES / f"{name}.sh"), "start", str(d)], capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{name} server did not start:\n{out.stderr}")
+    found = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("export "):
+            k, _, v = line[7:].partition("=")
+            found[k] = shlex.split(v)[0]
+    return found
+
+
+def stop(name: str, d: Path) -> None:
+    subprocess.run(["bash", str(SERVICES / f"{name}.sh"), "stop", str(d)], capture_output=True)
+
+
+def target_setup(target: str, srv: dict[str, str], tool: str) -> tuple[str, dict[str, str], list[str]]:
+    """(repository location, extra environment, extra restic arguments) for one tool on one server."""
+    if target == "sftp":
+        loc = f"sftp:{srv['SHADOWVAULT_TEST_SSH_HOST']}:{srv['SHADOWVAULT_TEST_SSH_ROOT']}/{tool}"
+        ssh = f"ssh -F {srv['SHADOWVAULT_TEST_SSH_CONFIG']} {srv['SHADOWVAULT_TEST_SSH_HOST']} -s sftp"
+        extra = ["-o", f"sftp.command={ssh}"] if tool == "restic" else []
+        return loc, {"SHADOWVAULT_SSH_CONFIG": srv["SHADOWVAULT_TEST_SSH_CONFIG"]}, extra
+    loc = f"s3:{srv['SHADOWVAULT_TEST_S3_ENDPOINT']}/bench-{tool}"
+    keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    return loc, {k: srv[k] for k in keys}, []
+
+
+def run_target(
+    target: str,
+    srv: dict[str, str],
+    base_env: dict[str, str],
+    source: Path,
+    workdir: Path,
+    hashes: SourceHashes,
+) -> tuple[dict[str, dict[str, float]], list[str]]:
+    tools = [shadowvault_tool(base_env), restic_tool()]
+    results: dict[str, dict[str, float]] = {}
+    problems: list[str] = []
+    logs = workdir / "logs" / target
+    for step_no, step in enumerate(("first backup", "full restore")):
+        order = tools if step_no % 2 == 0 else list(reversed(tools))
+        for tool in order:
+            loc, extra_env, extra_args = target_setup(target, srv, tool.name)
+            env = dict(base_env, **extra_env, RESTIC_REPOSITORY=loc, SHADOWVAULT_REPOSITORY=loc)
+            name = f"{tool.name}-{step.replace(' ', '-')}"
+            if step == "first backup":
+                init = [*tool.base, *extra_args, "init"]
+                m0 = run_measured(init, env, logs, f"{tool.name}-init")
+                if m0.returncode != 0:
+                    problems.append(f"{target} {tool.name} init: {m0.stderr_tail()}")
+                    continue
+                if tool.name == "restic":
+                    argv = [*tool.base, *extra_args, "backup", "--json", str(source)]
+                else:
+                    argv = [*tool.base, "backup", "--json", str(source)]
+            else:
+                out = workdir / f"restore-{target}-{tool.name}"
+                if out.exists():
+                    shutil.rmtree(out)
+                argv = [*tool.base, *extra_args, "restore", "latest", "--target", str(out)]
+            subprocess.run(["sync"], check=False)
+            m: Measurement = run_measured(argv, env, logs, name)
+            if m.returncode != 0:
+                problems.append(f"{target} {tool.name} {step}: exit {m.returncode}\n{m.stderr_tail()}")
+            elif step == "full restore":
+                verdict = verify_restore(restored_root(out, source), hashes)
+                problems += [f"{target} {tool.name} restore: {p}" for p in verdict.problems[:5]]
+                shutil.rmtree(out)
+            results.setdefault(step, {})[tool.name] = m.wall_s
+            print(
+                f"  {target:5} {step:13} {tool.name:11} {m.wall_s:7.1f} s  cpu {m.cpu_s:6.1f} s",
+                file=sys.stderr,
+            )
+    return results, problems
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-gib", type=float, default=0.1)
+    ap.add_argument("--targets", default="sftp,s3")
+    ap.add_argument("--workdir", type=Path, default=HERE / "work-remote")
+    ap.add_argument("--data-dir", type=Path, default=HERE / "data")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    spec = spec_for_size(args.size_gib)
+    source = (args.data_dir / f"dataset-{spec.digest()}").resolve()
+    manifest, _ = ensure_dataset(source, spec)
+    workdir = args.workdir.resolve()
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    base_env = tool_env(workdir)
+    # This checkout's code, whatever copy of shadowvault the interpreter has installed.
+    src = str(HERE.parent / "src")
+    base_env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, base_env.get("PYTHONPATH", "")]))
+    warm_tree(source)
+    hashes = SourceHashes(source, manifest)
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    problems: list[str] = []
+    print(f"dataset: {len(manifest.files)} files, {manifest.total_bytes / 2**20:.0f} MiB", file=sys.stderr)
+    try:
+        for target in args.targets.split(","):
+            service = {"sftp": "sshd", "s3": "s3"}[target]
+            d = workdir / f"srv-{target}"
+            srv = start(service, d)
+            try:
+                table[target], found = run_target(target, srv, base_env, source, workdir, hashes)
+                problems += found
+            finally:
+                stop(service, d)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"bytes": manifest.total_bytes, "results": table, "problems": problems}, indent=1))
+    else:
+        print(f"{'target':6} {'step':13} {'shadowvault':>11} {'restic':>8} {'ratio':>6}")
+        for target, steps in table.items():
+            for step, t in steps.items():
+                sv, rs = t.get("shadowvault"), t.get("restic")
+                ratio = f"{sv / rs:6.2f}" if sv and rs else "     -"
+                print(f"{target:6} {step:13} {sv or 0:10.1f}s {rs or 0:7.1f}s {ratio}")
+    for p in problems:
+        print(f"PROBLEM: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""From a parsed location to a ready backend: the one place that picks the implementation.
+
+Remote backends are imported only when used (boto3 alone takes ~0.3 s to import), and they are
+wrapped in ``RetryBackend``, so every transient network failure is retried with capped exponential
+backoff and reported. Options that are not part of the location come from ``BackendOptions``,
+read from the environment by ``BackendOptions.from_env`` (never from argv, so secrets stay out
+of ``ps``).
+"""
+
+from __future__ import annotations
+
+from shadowvault.repo.backends.base import Backend
+from shadowvault.repo.backends.local import LocalBackend
+from shadowvault.repo.backends.options import BackendOptions
+from shadowvault.repo.backends.retry import RetryBackend
+from shadowvault.repo.location import (
+    LocalLocation,
+    Location,
+    RestLocation,
+    S3Location,
+    SftpLocation,
+)
+
+
+def open_backend(loc: Location, opts: BackendOptions | None = None) -> Backend:
+    """The backend for ``loc`` (remote ones wrapped in ``RetryBackend``); nothing is contacted yet
+    for local and REST locations, SFTP starts ``ssh``, S3 builds its client."""
+    opts = opts or BackendOptions()
+    if isinstance(loc, LocalLocation):
+        return LocalBackend(loc.path)
+    inner: Backend
+    if isinstance(loc, RestLocation):
+        from shadowvault.repo.backends.rest import RestBackend
+
+        inner = RestBackend(loc, opts)
+    elif isinstance(loc, S3Location):
+        from shadowvault.repo.backends.s3 import S3Backend
+
+        inner = S3Backend(loc, opts)
+    elif isinstance(loc, SftpLocation):
+        from shadowvault.repo.backends.sftp import SftpBackend
+
+        inner = SftpBackend(loc, opts)
+    else:  # pragma: no cover - the Location union is exhausted above
+        raise AssertionError(loc)
+    return RetryBackend(inner, attempts=opts.retry_attempts, report=opts.retry_report)
