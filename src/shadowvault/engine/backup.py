@@ -325,12 +325,14 @@ class BackupSession:
             parent_tree=old_tree,
         )
 
-    def _walk_dir(self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None) -> None:
+    def _walk_dir(
+        self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None, is_source: bool = False
+    ) -> None:
         try:
             names = list_dir(read_path)
         except OSError as e:
-            self._warn(f"cannot list directory {os.fsdecode(orig)}: {e.strerror}")
-            names = []
+            self._dir_failed(d, orig, e, is_source)
+            return
         if self.opt.force or d.parent_nodes is None:
             self.readahead.directory(read_path, names)
         for name in names:
@@ -368,7 +370,7 @@ class BackupSession:
                 meta, read_path, view = self._live_below_snapshot(orig, name, meta), orig, None
             child = self._child_dir(d, meta, parent_node)
             if is_source or self.selector.descend(orig, meta):
-                self._walk_dir(child, orig, read_path, view)
+                self._walk_dir(child, orig, read_path, view, is_source)
             else:  # a mount point under --one-file-system: recorded, not entered (as restic does)
                 child.listed = True
                 self.builder.try_seal(child)
@@ -517,6 +519,25 @@ class BackupSession:
         lost, so it is left out with a warning instead of counting as a failed file (as restic)."""
         self.builder.settle(w.dir, w.slot, None)
         self._warn(f"{os.fsdecode(w.orig)} was deleted before it could be read; not in this snapshot")
+
+    def _dir_failed(self, d: PendingDir, orig: bytes, error: OSError, is_source: bool) -> None:
+        """A directory that cannot be listed is a failed entry, left out of the tree like a failed
+        file: the snapshot does not hold what was asked for, so it must not pass as complete. A
+        source that cannot be listed fails the whole set (an empty snapshot would say "ok")."""
+        where = os.fsdecode(orig)
+        assert d.parent is not None
+        self.builder.settle(d.parent, d.slot, None)
+        if isinstance(error, FileNotFoundError) and not is_source:
+            # Deleted between its parent's listing and its own: nothing is lost (as for files).
+            self._warn(f"{where} was deleted before it could be read; not in this snapshot")
+            return
+        reason = Reason.PERMISSION_DENIED if isinstance(error, PermissionError) else Reason.IO_ERROR
+        self._file_failed_early(orig, reason.value, f"cannot list directory: {error.strerror}")
+        if is_source:
+            raise FatalError(
+                f"cannot read source {where}: {error.strerror}: run as a user who may read it, "
+                "or remove it from the sources"
+            )
 
     def _file_failed_early(self, orig: bytes, reason: str, message: str) -> None:
         path = os.fsdecode(orig)

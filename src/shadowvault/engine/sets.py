@@ -188,9 +188,13 @@ class ActivityRecorder:
         self.session_id = session_id
         self.detailed = detailed
         self.summary: SessionSummary | None = None
+        # Per class, for a session that ends without a summary (a source that cannot be read).
+        self.counts: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, FileDone):
+            cls = str(event.outcome.get("class", "ok"))
+            self.counts[cls] = self.counts.get(cls, 0) + 1
             if self.detailed or event.outcome.get("class") not in (None, "ok"):
                 outcome: dict[str, Any] = {"class": "ok", **event.outcome}
                 if event.reused:
@@ -286,5 +290,5 @@ def _finish(log: ActivityLog, sid: int, status: SessionStatus, code: int, rec: A
         snapshot_id=s.snapshot_id if s else None,
         bytes_read=s.bytes_read if s else 0,
         bytes_added=s.bytes_added if s else 0,
-        counts={"ok": s.files_ok, "suspect": s.files_suspect, "failed": s.files_failed} if s else {},
+        counts={"ok": s.files_ok, "suspect": s.files_suspect, "failed": s.files_failed} if s else rec.counts,
     )
