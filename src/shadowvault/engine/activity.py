@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from shadowvault import interrupts
 from shadowvault.errors import FatalError, UsageError
 
 __all__ = [
@@ -481,9 +482,20 @@ class _Tx:
         self._db = db
 
     def __enter__(self) -> None:
+        # A signal between BEGIN and COMMIT would leave the transaction open for the session's
+        # closing write; it is delivered once the transaction has ended.
+        self._held = interrupts.held()
+        self._held.__enter__()
         # IMMEDIATE takes the write lock up front, so a concurrent writer waits in busy_timeout
         # instead of failing half-way through the transaction.
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._held.__exit__(None, None, None)
+            raise
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        try:
+            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._held.__exit__(None, None, None)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shadowvault import interrupts
 from shadowvault.config import BackupSet, Config, EffectiveSet
 from shadowvault.errors import ConfigError, ShadowvaultError, UsageError
 from shadowvault.fs import default_excludes
@@ -245,38 +246,41 @@ def run_set(
             return run_set(repo, options, sink, log, detailed_log=detailed_log, on_session=on_session)
     log = activity
     host = options.host or socket.gethostname()
-    sid = log.start_session(options.set_name, host)
-    if on_session is not None:
-        on_session(sid)
-    recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
+    with interrupts.held():  # the row and the code that closes it come as one
+        sid = log.start_session(options.set_name, host)
+        recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
     try:
+        if on_session is not None:
+            on_session(sid)
         result = BackupSession(repo, options, recorder).run()
+        if result.partial:
+            log.warn(
+                sid,
+                f"partial snapshot: the set stopped after {result.counts.failed} failed files "
+                f"(stop_on_errors = {options.stop_on_errors})",
+            )
+        counts = result.counts
+        log.finish_session(
+            sid,
+            status=_status(result),
+            exit_code=result.exit_code,
+            snapshot_id=result.snapshot_id,
+            bytes_read=counts.bytes_read,
+            bytes_added=counts.bytes_added,
+            counts={"ok": counts.ok, "suspect": counts.suspect, "failed": counts.failed},
+        )
     except ShadowvaultError as e:
         log.warn(sid, str(e))
         _finish(log, sid, "failed", e.exit_code, recorder)
         raise
-    except KeyboardInterrupt:
-        _finish(log, sid, "interrupted", 130, recorder)
+    except KeyboardInterrupt as e:
+        # SIGINT 130, SIGTERM 143: the code the process ends with (even if the row was closed).
+        _finish(log, sid, "interrupted", interrupts.exit_code(e), recorder)
         raise
     except BaseException as e:
         log.warn(sid, f"internal error: {e!r}")
         _finish(log, sid, "failed", EXIT_FATAL, recorder)
         raise
-    if result.partial:
-        log.warn(
-            sid,
-            f"partial snapshot: the set stopped after {result.counts.failed} failed files "
-            f"(stop_on_errors = {options.stop_on_errors})",
-        )
-    log.finish_session(
-        sid,
-        status=_status(result),
-        exit_code=result.exit_code,
-        snapshot_id=result.snapshot_id,
-        bytes_read=result.counts.bytes_read,
-        bytes_added=result.counts.bytes_added,
-        counts={"ok": result.counts.ok, "suspect": result.counts.suspect, "failed": result.counts.failed},
-    )
     return SetRun(options.set_name, sid, _status(result), result.exit_code, result)
 
 

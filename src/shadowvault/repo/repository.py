@@ -481,13 +481,15 @@ class Repository:
         if recheck_delay is not None:
             kwargs["recheck_delay"] = recheck_delay
         held = RepoLock(self, exclusive, **kwargs)
-        held.acquire(meanwhile)
-        self._locks.append(held)
+        # Inside the try: an interruption just after acquire() still releases the lock.
         try:
+            self._locks.append(held)
+            held.acquire(meanwhile)
             yield
         finally:
-            self._locks.remove(held)
             held.release()
+            if held in self._locks:
+                self._locks.remove(held)
 
     def remove_stale_locks(self) -> list[str]:
         """Delete locks left by dead processes on this host or not refreshed for 30 minutes."""
