@@ -67,6 +67,7 @@ from .events import (
     Warning_,
 )
 from .nodes import node_from_meta, node_outcome, unchanged
+from .parent import choose_parent, indexed_tree
 from .readahead import ReadAhead
 from .summary import Counts, exit_code
 from .tree_builder import PendingDir, PendingFile, TreeBuilder
@@ -259,22 +260,14 @@ class BackupSession:
         if self.opt.force:
             return None, None
         host = self.opt.host or socket.gethostname()
-        if self.opt.parent:
-            sid, snap = self.repo.find_snapshot(self.opt.parent)
-        else:
-            candidates = [
-                (sid, s)
-                for sid, s in self.repo.list_snapshots()
-                if s.hostname == host and sorted(s.paths) == self.sources
-            ]
-            if not candidates:
-                return None, None
-            sid, snap = max(candidates, key=lambda c: c[1].time)
-        return sid, snap.tree
+        return choose_parent(
+            repo=self.repo, host=host, sources=self.sources, ref=self.opt.parent, warn=self._warn
+        )
 
     def _children(self, tree_id: bytes | None) -> dict[str, Node] | None:
         if tree_id is None:
             return None
+        indexed_tree(self.repo, tree_id)  # written by a session that finished after our index load
         return {n.name: n for n in self.repo.load_tree(tree_id).nodes}
 
     # ----- walking ------------------------------------------------------------------------------
