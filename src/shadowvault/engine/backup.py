@@ -66,6 +66,7 @@ from .events import (
     SessionSummary,
     Warning_,
 )
+from .housekeeping import tidy_temp_files
 from .nodes import node_from_meta, node_outcome, unchanged
 from .parent import choose_parent, indexed_tree
 from .readahead import ReadAhead
@@ -187,6 +188,7 @@ class BackupSession:
                 raise FatalError(f"source {src} does not exist: check the path")
         for lock_id in self.repo.remove_stale_locks():
             self._warn(f"removed stale lock {lock_id[:8]} left by a process that no longer runs")
+        tidy_temp_files(self.repo, self._warn)
         parent_id, parent_tree = self._parent_tree()
         parent_root = self._children(parent_tree)
         workers = self.opt.workers or max(2, os.cpu_count() or 2)

@@ -491,6 +491,10 @@ class Repository:
             if held in self._locks:
                 self._locks.remove(held)
 
+    def held_locks(self) -> list[RepoLock]:
+        """The locks this object holds right now."""
+        return list(self._locks)
+
     def remove_stale_locks(self) -> list[str]:
         """Delete locks left by dead processes on this host or not refreshed for 30 minutes."""
         return remove_stale_locks(self)
