@@ -235,8 +235,8 @@ def run_set(
 ) -> SetRun:
     """Run one backup session recorded in the activity log; returns a :class:`SetRun`.
 
-    ``activity`` is an open log or the path of its database (the CLI passes
-    ``user_state_dir/activity.db``). ``on_session(session_id)`` is called once the session row
+    ``activity`` is an open log or the path of its database (the CLI passes the repository's
+    log, ``activity.log_path``). ``on_session(session_id)`` is called once the session row
     exists, before anything is read. A ``ShadowvaultError`` from the engine (missing source,
     repository trouble) closes the session as "failed" with its exit code and is raised again;
     Ctrl-C closes it as "interrupted". ``options.set_name`` is the set recorded (None: ad hoc).
@@ -247,7 +247,7 @@ def run_set(
     log = activity
     host = options.host or socket.gethostname()
     with interrupts.held():  # the row and the code that closes it come as one
-        sid = log.start_session(options.set_name, host)
+        sid = log.start_session(options.set_name, host, repository=str(repo.config.get("id") or "") or None)
         recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
     try:
         if on_session is not None:
