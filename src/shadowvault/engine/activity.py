@@ -265,17 +265,23 @@ class ActivityLog:
                     f"{_SCHEMA_VERSION} — use a newer shadowvault or another log file"
                 )
             if version < _SCHEMA_VERSION:
-                # executescript commits by itself, so the whole script is one explicit transaction.
-                steps = (
-                    _SCHEMA
-                    if version == 0
-                    else "".join(_MIGRATIONS[v] for v in range(version, _SCHEMA_VERSION))
-                )
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE; {steps} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
-                )
+                self._upgrade()
         except (OSError, sqlite3.Error) as e:
             raise FatalError(f"cannot open activity log {self.path}: {e}") from e
+
+    def _upgrade(self) -> None:
+        """Create the tables or migrate an older log, in one transaction. The version is read
+        again inside it: another client may have upgraded the log since we looked."""
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            else:
+                for v in range(version, _SCHEMA_VERSION):
+                    self._db.execute(_MIGRATIONS[v])
+            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     # -- context management ------------------------------------------------------------------
 
