@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from shadowvault import interrupts
 from shadowvault.errors import (
     IntegrityError,
     RepoError,
@@ -95,10 +96,13 @@ class Repository:
         master = crypto.Key.random()
         kf = key.create(master, password, params, username=_user(), hostname=socket.gethostname())
         raw = kf.to_json()
-        backend.save(FileType.KEY, hash_bytes(raw).hex(), raw)
         cfg = RepoConfig.new(version)
-        # The config is never compressed: its version must be readable first.
-        backend.save(FileType.CONFIG, "config", crypto.seal(master, cfg.to_json()))
+        # Key and config together: a key without a config would make the next init add a second
+        # key with the same password and another master key.
+        with interrupts.held():
+            backend.save(FileType.KEY, hash_bytes(raw).hex(), raw)
+            # The config is never compressed: its version must be readable first.
+            backend.save(FileType.CONFIG, "config", crypto.seal(master, cfg.to_json()))
         repo = cls(backend, master, cfg, pack_size=pack_size)
         repo._index_loaded = True
         return repo
