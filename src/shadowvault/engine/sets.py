@@ -246,10 +246,13 @@ def run_set(
             return run_set(repo, options, sink, log, detailed_log=detailed_log, on_session=on_session)
     log = activity
     host = options.host or socket.gethostname()
-    with interrupts.held():  # the row and the code that closes it come as one
-        sid = log.start_session(options.set_name, host, repository=str(repo.config.get("id") or "") or None)
-        recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
+    recorder: ActivityRecorder | None = None
     try:
+        # The row and the recorder that closes it come as one; a signal meanwhile is delivered
+        # after both exist, inside this try, so the row is closed as "interrupted".
+        with interrupts.held():
+            sid = log.start_session(options.set_name, host, repository=repo.config.get("id"))
+            recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
         if on_session is not None:
             on_session(sid)
         result = BackupSession(repo, options, recorder).run()
@@ -270,22 +273,28 @@ def run_set(
             counts={"ok": counts.ok, "suspect": counts.suspect, "failed": counts.failed},
         )
     except ShadowvaultError as e:
-        log.warn(sid, str(e))
-        _finish(log, sid, "failed", e.exit_code, recorder)
+        _finish(log, "failed", e.exit_code, recorder, str(e))
         raise
     except KeyboardInterrupt as e:
         # SIGINT 130, SIGTERM 143: the code the process ends with (even if the row was closed).
-        _finish(log, sid, "interrupted", interrupts.exit_code(e), recorder)
+        _finish(log, "interrupted", interrupts.exit_code(e), recorder, None)
         raise
     except BaseException as e:
-        log.warn(sid, f"internal error: {e!r}")
-        _finish(log, sid, "failed", EXIT_FATAL, recorder)
+        _finish(log, "failed", EXIT_FATAL, recorder, f"internal error: {e!r}")
         raise
     return SetRun(options.set_name, sid, _status(result), result.exit_code, result)
 
 
-def _finish(log: ActivityLog, sid: int, status: SessionStatus, code: int, rec: ActivityRecorder) -> None:
-    """Close a session that ended without a result, keeping whatever counts are known."""
+def _finish(
+    log: ActivityLog, status: SessionStatus, code: int, rec: ActivityRecorder | None, warning: str | None
+) -> None:
+    """Close a session that ended without a result, keeping whatever counts are known (nothing
+    to close when it ended before its row was written)."""
+    if rec is None:
+        return
+    sid = rec.session_id
+    if warning is not None:
+        log.warn(sid, warning)
     s = rec.summary
     log.finish_session(
         sid,
