@@ -55,12 +55,12 @@ def loop_fs(
 
 
 @contextmanager
-def tmpfs(workdir: Path) -> Iterator[Path]:
+def tmpfs(workdir: Path, *, size: str = "64m") -> Iterator[Path]:
     """A small tmpfs of our own (no provider can snapshot it)."""
     require_root()
     mount_point = workdir / "mnt-tmpfs"
     mount_point.mkdir()
-    sh("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point))
+    sh("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point))
     try:
         yield mount_point
     finally:

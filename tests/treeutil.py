@@ -134,3 +134,16 @@ def describe(root: Path, *, times: bool = True) -> dict[bytes, dict[str, Any]]:
                 d["xattrs"] = {n: os.getxattr(p, n) for n in sorted(os.listxattr(p)) if n.startswith("user.")}
             out[rel] = d
     return out
+
+
+def repo_activity_db(state_home: Path, repo: Path) -> Path:
+    """The activity log of the local repository ``repo`` under ``XDG_STATE_HOME=state_home``
+    (one log per repository, named by its id)."""
+    from shadowvault.engine.activity import log_path
+    from shadowvault.repo import LocalBackend, Repository
+
+    r = Repository.open(LocalBackend(repo), PASSWORD)
+    try:
+        return log_path(state_home / "shadowvault", str(r.config["id"]))
+    finally:
+        r.close()

@@ -200,9 +200,9 @@ def restored(target: Path, original: Path) -> Path:
 # ---- sources, backups and what they stored ------------------------------------------------------
 
 
-def last_session_warnings() -> list[str]:
-    """Warnings the activity log (the session log) kept for the latest session."""
-    sessions = json.loads(sv("activity", "--json", "--limit", "1").stdout)  # newest first
+def last_session_warnings(repo: Path) -> list[str]:
+    """Warnings the activity log (the session log) of ``repo`` kept for its latest session."""
+    sessions = json.loads(sv("activity", "--json", "--limit", "1", repo=repo).stdout)  # newest first
     assert sessions, "no session in the activity log"
     return [str(w) for w in sessions[0]["warnings"]]
 

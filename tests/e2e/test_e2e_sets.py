@@ -246,7 +246,8 @@ def test_stop_on_errors_writes_a_partial_snapshot_and_exits_3(tmp_path: Path, wr
     assert summary["partial"] is True and summary["files_failed"] == 1
     snaps = json.loads(sv("snapshots", "--json", "--config", str(cfg), env_extra=x).stdout)
     assert "partial" in snaps[-1]["tags"] and "db" in snaps[-1]["tags"]
-    sessions = json.loads(sv("activity", "--json", env_extra=x).stdout)
+    # Each repository has its own activity log (issue 16): name the repository.
+    sessions = json.loads(sv("activity", "--json", "--config", str(cfg), env_extra=x).stdout)
     assert len(sessions) == 1
     s = sessions[0]
     assert (s["set"], s["status"], s["exit_code"]) == ("db", "partial", 3)
@@ -284,7 +285,7 @@ def test_kill_9_leaves_the_session_interrupted(tmp_path: Path, writers: Writers)
             if seen[-1]["message_type"] == "file_retry":
                 break
         assert [m["message_type"] for m in seen][:1] == ["session"], seen
-        running = json.loads(sv("activity", "--json", env_extra=x).stdout)
+        running = json.loads(sv("activity", "--json", repo=repo, env_extra=x).stdout)
         assert [(r["id"], r["status"], r["set"]) for r in running] == [
             (seen[0]["session_id"], "running", None)
         ]
@@ -293,9 +294,9 @@ def test_kill_9_leaves_the_session_interrupted(tmp_path: Path, writers: Writers)
         proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     assert writer.poll() is None, "the writer must have outlived the backup"
-    after = json.loads(sv("activity", "--json", env_extra=x).stdout)
+    after = json.loads(sv("activity", "--json", repo=repo, env_extra=x).stdout)
     assert [(r["status"], r["exit_code"], r["snapshot_id"]) for r in after] == [("interrupted", None, None)]
-    text = sv("activity", env_extra=x).stdout
+    text = sv("activity", repo=repo, env_extra=x).stdout
     assert "interrupted" in text
 
 

@@ -267,7 +267,7 @@ def test_auto_on_tmpfs_reads_live_and_says_why(ram: Path, repo: Path, tmp_path: 
     )
     assert len(repo_snapshots(repo)) == 2
     # ... and the session log keeps it.
-    assert live_reasons(last_session_warnings()) == why
+    assert live_reasons(last_session_warnings(repo)) == why
     target = tmp_path / "restore"
     sv("restore", "latest", "--target", str(target), repo=repo)
     assert restored(target, src / "a.txt").read_text() == "data\n"
@@ -399,7 +399,7 @@ def test_stale_snapshots_of_a_dead_session_are_removed_and_reported(
     assert any(stale_snap.name in m and "btrfs" in m for m in said), p.stdout
     assert any(stale_work.name in m and "reflink" in m for m in said), p.stdout
     assert not stale_snap.exists() and not stale_work.exists()
-    assert [m for m in last_session_warnings() if "stale" in m] == said
+    assert [m for m in last_session_warnings(repo) if "stale" in m] == said
     assert leftovers(btrfs, btrfs / "vol", btrfs=True) == []
     assert leftovers(xfs, btrfs=False) == []
 

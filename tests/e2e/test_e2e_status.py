@@ -17,7 +17,7 @@ from shadowvault.config import parse_config
 from shadowvault.engine.activity import ActivityLog
 from shadowvault.engine.status import ClassCounts, RunInfo, flags_for, read_status
 from statusfixtures import Scenario, hold_open, make_scenario
-from treeutil import sv
+from treeutil import repo_activity_db, sv
 
 
 @pytest.fixture(scope="module")
@@ -138,12 +138,10 @@ def test_prometheus_into_a_missing_directory_is_one_line(scenario: Scenario, tmp
 
 def test_read_status_through_the_api_matches_the_log(scenario: Scenario) -> None:
     """The same engine call the CLI makes, without a repository (sets only)."""
-    state = Path(scenario.env["XDG_STATE_HOME"]) / "shadowvault"
-    status = read_status(
-        parse_config(scenario.config.read_text(), scenario.config), state / "activity.db", None, None
-    )
+    db = repo_activity_db(Path(scenario.env["XDG_STATE_HOME"]), scenario.repo)
+    status = read_status(parse_config(scenario.config.read_text(), scenario.config), db, None, None)
     assert status.repositories == ()
-    with ActivityLog(state / "activity.db") as log:
+    with ActivityLog(db) as log:
         assert len(log.sessions("docs")) == scenario.runs_of_docs
     docs = next(s for s in status.sets if s.name == "docs")
     assert docs.last_run is not None and docs.last_run.counts.suspect == 1
@@ -153,16 +151,16 @@ def test_read_status_through_the_api_matches_the_log(scenario: Scenario) -> None
 def test_a_scheduled_set_whose_due_run_did_not_come_is_flagged_missed(scenario: Scenario) -> None:
     """The recorded runs of ``docs`` against a configuration that schedules it hourly: right
     after its last run it is fine; three hours later the due runs were missed."""
-    state = Path(scenario.env["XDG_STATE_HOME"]) / "shadowvault"
+    db = repo_activity_db(Path(scenario.env["XDG_STATE_HOME"]), scenario.repo)
     text = scenario.config.read_text().replace(
         'open_files = "try-deny-write"', 'open_files = "try-deny-write"\nschedule = "hourly"'
     )
     cfg = parse_config(text, scenario.config)
-    with ActivityLog(state / "activity.db") as log:
+    with ActivityLog(db) as log:
         last = log.sessions("docs", limit=1)[0].started
-    soon = read_status(cfg, state / "activity.db", None, None, now=last + timedelta(minutes=5))
+    soon = read_status(cfg, db, None, None, now=last + timedelta(minutes=5))
     assert [f.kind for f in next(s for s in soon.sets if s.name == "docs").flags] == []
-    later = read_status(cfg, state / "activity.db", None, None, now=last + timedelta(hours=3))
+    later = read_status(cfg, db, None, None, now=last + timedelta(hours=3))
     docs = next(s for s in later.sets if s.name == "docs")
     assert [f.kind for f in docs.flags] == ["missed"] and docs.flagged
     assert docs.next_run is not None and docs.next_run.at > last + timedelta(hours=2)

@@ -21,7 +21,7 @@ from shadowvault.engine.activity import ActivityLog
 from shadowvault.engine.scheduled import RunEnvironment, run_scheduled_set
 from shadowvault.engine.sets import backup_options, run_set
 from shadowvault.repo import LocalBackend, Repository
-from treeutil import PASSWORD, env, restic
+from treeutil import PASSWORD, env, repo_activity_db, restic
 
 
 def _big_tree(root: Path, files: int, size: int) -> None:
@@ -180,7 +180,7 @@ def test_sigterm_mid_run_interrupts_cleanly(tmp_path: Path, how: str) -> None:
         config, repo, src, "* * * * *", 'open_files = "deny-write"\nretry_times = 3\nretry_interval = 60\n'
     )
     state = tmp_path / "state"
-    db = state / "shadowvault" / "activity.db"
+    db = repo_activity_db(state, repo)
     with ActivityLog(db) as activity:  # the set ran before, so the daemon catches up at once
         sid = activity.start_session("web", socket.gethostname(), started=time.time() - 120)
         activity.finish_session(

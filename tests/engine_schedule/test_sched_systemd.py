@@ -21,7 +21,7 @@ from shadowvault.config import BackupSet
 from shadowvault.config.schedule import parse_schedule
 from shadowvault.engine.activity import ActivityLog
 from shadowvault.engine.systemd import on_calendar, service_unit, timer_unit
-from treeutil import PASSWORD, sv
+from treeutil import PASSWORD, repo_activity_db, sv
 
 BASE = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
 _ELAPSE = re.compile(r"(?:Next elapse|Iter\. #\d+): \w+ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC")
@@ -194,7 +194,7 @@ def test_install_into_a_directory_and_verify(tmp_path: Path) -> None:
 def test_schedule_lists_next_runs_and_flags_overrun(tmp_path: Path) -> None:
     cfg = _config(tmp_path, schedule="0 22 * * *", extra='window = "22:00-23:00"\n')
     state = tmp_path / "state"
-    with ActivityLog(state / "shadowvault" / "activity.db") as log:
+    with ActivityLog(repo_activity_db(state, tmp_path / "repo")) as log:
         sid = log.start_session("web", "h", started=time.time() - 7200)
         log.finish_session(
             sid, status="completed", exit_code=0, snapshot_id=None, bytes_read=0, bytes_added=0, counts={}
@@ -216,7 +216,7 @@ def test_schedule_run_outside_the_window_is_missed(tmp_path: Path) -> None:
     state = tmp_path / "state"
     p = sv("schedule", "run", "--set", "web", "--config", str(cfg), env_extra={"XDG_STATE_HOME": str(state)})
     assert "outside the window" in p.stderr
-    with ActivityLog(state / "shadowvault" / "activity.db") as log:
+    with ActivityLog(repo_activity_db(state, tmp_path / "repo")) as log:
         assert log.sessions("web")[0].status == "missed"
     # Inside the window (none set): it runs.
     cfg2 = _config(tmp_path / "b")

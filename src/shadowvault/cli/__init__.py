@@ -12,9 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
-from shadowvault import __version__, kdfcache
+from shadowvault import __version__, interrupts, kdfcache
 
-# Before the heavy imports below: key derivation (GIL released) runs while they load.
+# Before the heavy imports below: SIGINT/SIGTERM end the program cleanly from now on, and key
+# derivation (GIL released) runs while they load.
+interrupts.install_for_script()
 kdfcache.prefetch_for_command(sys.argv[1:], os.environ)
 
 from shadowvault.errors import ShadowvaultError  # noqa: E402
@@ -51,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@interrupts.entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shadowvault`` console script; returns the exit code."""
     parser = build_parser()
@@ -70,9 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Disk full, permission denied and the like, outside what a layer already explained.
         where = f"{os.fsdecode(e.filename)}: " if e.filename else ""
         return _fail(app, f"{where}{e.strerror or e}: check free space and permissions", 1)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
 
 
 def _fail(app: App, message: str, code: int) -> int:

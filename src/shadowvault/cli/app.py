@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import platformdirs
 from rich.console import Console
 
+from shadowvault import interrupts
 from shadowvault.errors import ConfigError, RepoNotFoundError
 from shadowvault.repo import DEFAULT_PACK_SIZE, Backend, LocalBackend, Repository
 from shadowvault.repo.backends.open import open_backend
@@ -161,9 +162,10 @@ class App:
         os.chmod(pw_file.parent, 0o700)
         if not pw_file.exists():
             password = secrets.token_urlsafe(32)
-            fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(password + "\n")
+            with interrupts.held():  # never an empty password file
+                fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(password + "\n")
         password = pw_file.read_text().splitlines()[0]
         Repository.init(LocalBackend(path), password).close()
         self.info(f"created the default repository at {path}")

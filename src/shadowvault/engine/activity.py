@@ -1,8 +1,10 @@
 """The activity log: a local SQLite record of every backup session and its problem files.
 
-One database (the CLI keeps it under ``platformdirs.user_state_dir``) with three tables:
+One database per repository (the CLI keeps them under ``platformdirs.user_state_dir``, named by
+the repository's id, see :func:`log_path`; a per-user ``activity.db`` holds runs without a
+repository and the sessions of versions that kept one log for everything) with three tables:
 
-* ``sessions`` — one row per session: set name, host, start/end, status (``running``,
+* ``sessions`` — one row per session: the repository's id, set name, host, start/end, status (``running``,
   ``completed``, ``partial`` when stop_on_errors cut the set short, ``failed``), byte and file counts,
   snapshot id, exit code, and the identity of the process that ran it (pid, boot id, process
   start time);
@@ -15,6 +17,10 @@ the open batch; file rows are committed in batches (``batch_size`` rows or ``bat
 everything else immediately. A session still marked ``running`` whose process is gone — another
 boot, no such pid, or a pid reused by a process that started later — is reported as
 ``interrupted``; nothing is rewritten on read, so a read-only copy of the log shows the same.
+
+The log holds file paths, so it is private: the database (and SQLite's ``-wal``/``-shm`` files,
+which take its mode) is created 0600 in a 0700 directory, and an older, more open one is
+narrowed when opened.
 
 Paths are stored twice: as exact bytes (``path_raw``) and as text for people and queries, with
 undecodable bytes shown as ``\\xNN``.
@@ -33,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from shadowvault import interrupts
 from shadowvault.errors import FatalError, UsageError
 
 __all__ = [
@@ -43,13 +50,16 @@ __all__ = [
     "SessionStatus",
     "current_identity",
     "is_stale",
+    "log_path",
 ]
 
 # "partial": a snapshot was written but the set stopped early (stop_on_errors, stop_at).
 # "missed": a scheduled run that could not start inside its window (nothing was read).
 SessionStatus = Literal["running", "completed", "partial", "failed", "interrupted", "missed"]
 _FINAL_STATUSES = ("completed", "partial", "failed", "interrupted", "missed")
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# Version 1 had no repository column; it is added in place, so existing logs keep working.
+_MIGRATIONS = {1: "ALTER TABLE sessions ADD COLUMN repository TEXT;"}
 _CLASSES = ("ok", "suspect", "failed")
 
 _SCHEMA = """
@@ -69,7 +79,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     files_suspect INTEGER,
     files_failed INTEGER,
     snapshot_id TEXT,
-    exit_code INTEGER
+    exit_code INTEGER,
+    repository TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_set ON sessions (set_name, started);
 CREATE INDEX IF NOT EXISTS sessions_snapshot ON sessions (snapshot_id);
@@ -125,6 +136,7 @@ class SessionRecord:
     snapshot_id: str | None
     exit_code: int | None
     warnings: list[str] = field(default_factory=list)
+    repository: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +153,31 @@ class FileRecord:
     writers: list[Any]
     detail: dict[str, Any]
     recorded: datetime
+
+
+def log_path(state_dir: Path, repository_id: str | None) -> Path:
+    """Where the activity log of a repository lives (``None``: the per-user log)."""
+    if repository_id is None:
+        return state_dir / "activity.db"
+    return state_dir / "repositories" / f"{repository_id}.db"
+
+
+def _private(path: Path) -> None:
+    """Make ``path``'s directory 0700 and the file 0600 before SQLite opens it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for d in (path.parent, path.parent.parent):
+        # Our own directories only: the user's home or /var/lib are not ours to narrow.
+        if d.name in ("shadowvault", "repositories") and d.stat().st_uid == os.getuid():
+            os.chmod(d, 0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for extra in ("-wal", "-shm"):
+        side = Path(f"{path}{extra}")
+        if side.exists():
+            os.chmod(side, 0o600)
 
 
 def _read_boot_id() -> str:
@@ -215,7 +252,7 @@ class ActivityLog:
         self._pending: list[tuple[Any, ...]] = []
         self._last_flush = time.monotonic()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _private(self.path)
             # Worker threads may record files; the lock serialises use of the one connection.
             self._db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -229,12 +266,23 @@ class ActivityLog:
                     f"{_SCHEMA_VERSION} — use a newer shadowvault or another log file"
                 )
             if version < _SCHEMA_VERSION:
-                # executescript commits by itself, so the whole script is one explicit transaction.
-                self._db.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={_SCHEMA_VERSION}; COMMIT;"
-                )
+                self._upgrade()
         except (OSError, sqlite3.Error) as e:
             raise FatalError(f"cannot open activity log {self.path}: {e}") from e
+
+    def _upgrade(self) -> None:
+        """Create the tables or migrate an older log, in one transaction. The version is read
+        again inside it: another client may have upgraded the log since we looked."""
+        with self._transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+            else:
+                for v in range(version, _SCHEMA_VERSION):
+                    self._db.execute(_MIGRATIONS[v])
+            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
     # -- context management ------------------------------------------------------------------
 
@@ -255,17 +303,19 @@ class ActivityLog:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def start_session(self, set_name: str | None, host: str, *, started: float | None = None) -> int:
-        """Record a new running session of this process; returns its id.
+    def start_session(
+        self, set_name: str | None, host: str, repository: str | None = None, *, started: float | None = None
+    ) -> int:
+        """Record a new running session of this process (into ``repository``, its id); returns its id.
 
         ``started`` (epoch seconds) is for the scheduler's own clock; default now."""
         me = current_identity()
         when = time.time() if started is None else started
         with self._lock, self._transaction():
             cur = self._db.execute(
-                "INSERT INTO sessions (set_name, host, pid, boot_id, proc_start, started, status)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'running')",
-                (set_name, host, me.pid, me.boot_id, me.start_ticks, when),
+                "INSERT INTO sessions (set_name, host, pid, boot_id, proc_start, started, status, repository)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+                (set_name, host, me.pid, me.boot_id, me.start_ticks, when, repository),
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
@@ -366,7 +416,7 @@ class ActivityLog:
 
     _SESSION_COLUMNS = (
         "id, set_name, host, pid, boot_id, proc_start, started, ended, status, bytes_read,"
-        " bytes_added, files_ok, files_suspect, files_failed, snapshot_id, exit_code"
+        " bytes_added, files_ok, files_suspect, files_failed, snapshot_id, exit_code, repository"
     )
 
     def sessions(self, set_name: str | None = None, *, limit: int | None = None) -> list[SessionRecord]:
@@ -473,6 +523,7 @@ class ActivityLog:
                     snapshot_id=r[14],
                     exit_code=r[15],
                     warnings=warnings,
+                    repository=r[16],
                 )
                 result.append(record)
         return result
@@ -485,9 +536,20 @@ class _Tx:
         self._db = db
 
     def __enter__(self) -> None:
+        # A signal between BEGIN and COMMIT would leave the transaction open for the session's
+        # closing write; it is delivered once the transaction has ended.
+        self._held = interrupts.held()
+        self._held.__enter__()
         # IMMEDIATE takes the write lock up front, so a concurrent writer waits in busy_timeout
         # instead of failing half-way through the transaction.
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._held.__exit__(None, None, None)
+            raise
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        try:
+            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._held.__exit__(None, None, None)

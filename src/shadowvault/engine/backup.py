@@ -67,7 +67,9 @@ from .events import (
     SessionSummary,
     Warning_,
 )
+from .housekeeping import tidy_temp_files
 from .nodes import node_from_meta, node_outcome, unchanged
+from .parent import choose_parent, indexed_tree
 from .readahead import ReadAhead
 from .summary import Counts, exit_code
 from .tree_builder import PendingDir, PendingFile, TreeBuilder
@@ -211,6 +213,7 @@ class BackupSession:
                 raise FatalError(f"source {src} does not exist: check the path")
         for lock_id in self.repo.remove_stale_locks():
             self._warn(f"removed stale lock {lock_id[:8]} left by a process that no longer runs")
+        tidy_temp_files(self.repo, self._warn)
         parent_id, parent_tree = self._parent_tree()
         parent_root = self._children(parent_tree)
         workers = self.opt.workers or max(2, os.cpu_count() or 2)
@@ -284,22 +287,14 @@ class BackupSession:
         if self.opt.force:
             return None, None
         host = self.opt.host or socket.gethostname()
-        if self.opt.parent:
-            sid, snap = self.repo.find_snapshot(self.opt.parent)
-        else:
-            candidates = [
-                (sid, s)
-                for sid, s in self.repo.list_snapshots()
-                if s.hostname == host and sorted(s.paths) == self.sources
-            ]
-            if not candidates:
-                return None, None
-            sid, snap = max(candidates, key=lambda c: c[1].time)
-        return sid, snap.tree
+        return choose_parent(
+            repo=self.repo, host=host, sources=self.sources, ref=self.opt.parent, warn=self._warn
+        )
 
     def _children(self, tree_id: bytes | None) -> dict[str, Node] | None:
         if tree_id is None:
             return None
+        indexed_tree(self.repo, tree_id)  # written by a session that finished after our index load
         return {n.name: n for n in self.repo.load_tree(tree_id).nodes}
 
     # ----- walking ------------------------------------------------------------------------------
@@ -335,7 +330,7 @@ class BackupSession:
                     d, name.encode(), os.fsencode(path), read_path, parent_node, view, True
                 )
                 if below is not None:
-                    self._walk_dir(*below)
+                    self._walk_dir(*below, is_source=True)
                 continue
             meta = read_meta(os.fsencode(path))
             child = self._child_dir(d, meta, parent_node)
@@ -354,13 +349,16 @@ class BackupSession:
             parent_tree=old_tree,
         )
 
-    def _walk_dir(self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None) -> None:
+    def _walk_dir(
+        self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None, is_source: bool = False
+    ) -> None:
         """Back up the directory ``d`` and everything below it.
 
         Iterative, with one frame per open directory on an explicit stack: a tree thousands of levels
         deep must not exhaust Python's recursion limit (restic's walk has no such limit either).
         """
-        stack = [self._open_dir(d, orig, read_path, view)]
+        first = self._open_dir(d, orig, read_path, view, is_source)
+        stack = [first] if first is not None else []
         while stack:
             frame = stack[-1]
             name = next(frame.names, None)
@@ -375,16 +373,20 @@ class BackupSession:
             parent_node = (frame.d.parent_nodes or {}).get(os.fsdecode(name))
             orig, read_path = frame.orig + b"/" + name, frame.read_path + b"/" + name
             below = self._backup_entry(frame.d, name, orig, read_path, parent_node, frame.view, False)
-            if below is not None:
-                stack.append(self._open_dir(*below))
+            frame_below = self._open_dir(*below) if below is not None else None
+            if frame_below is not None:
+                stack.append(frame_below)
 
-    def _open_dir(self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None) -> _DirFrame:
-        """List a directory about to be walked (and start reading ahead in it)."""
+    def _open_dir(
+        self, d: PendingDir, orig: bytes, read_path: bytes, view: SnapshotView | None, is_source: bool = False
+    ) -> _DirFrame | None:
+        """List a directory about to be walked (and start reading ahead in it); None when it cannot
+        be listed (then it is a failed entry)."""
         try:
             names = list_dir(read_path)
         except OSError as e:
-            self._warn(f"cannot list directory {os.fsdecode(orig)}: {e.strerror}")
-            names = []
+            self._dir_failed(d, orig, e, is_source)
+            return None
         if self.opt.force or d.parent_nodes is None:
             self.readahead.directory(read_path, names)
         return _DirFrame(d, orig, read_path, view, iter(names))
@@ -565,6 +567,25 @@ class BackupSession:
         lost, so it is left out with a warning instead of counting as a failed file (as restic)."""
         self.builder.settle(w.dir, w.slot, None)
         self._warn(f"{os.fsdecode(w.orig)} was deleted before it could be read; not in this snapshot")
+
+    def _dir_failed(self, d: PendingDir, orig: bytes, error: OSError, is_source: bool) -> None:
+        """A directory that cannot be listed is a failed entry, left out of the tree like a failed
+        file: the snapshot does not hold what was asked for, so it must not pass as complete. A
+        source that cannot be listed fails the whole set (an empty snapshot would say "ok")."""
+        where = os.fsdecode(orig)
+        assert d.parent is not None
+        self.builder.settle(d.parent, d.slot, None)
+        if isinstance(error, FileNotFoundError) and not is_source:
+            # Deleted between its parent's listing and its own: nothing is lost (as for files).
+            self._warn(f"{where} was deleted before it could be read; not in this snapshot")
+            return
+        reason = Reason.PERMISSION_DENIED if isinstance(error, PermissionError) else Reason.IO_ERROR
+        self._file_failed_early(orig, reason.value, f"cannot list directory: {error.strerror}")
+        if is_source:
+            raise FatalError(
+                f"cannot read source {where}: {error.strerror}: run as a user who may read it, "
+                "or remove it from the sources"
+            )
 
     def _file_failed_early(self, orig: bytes, reason: str, message: str) -> None:
         path = os.fsdecode(orig)

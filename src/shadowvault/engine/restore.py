@@ -25,12 +25,13 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from shadowvault.errors import UsageError
+from shadowvault.errors import FatalError, UsageError
 from shadowvault.fs import ExcludeMatcher
 from shadowvault.repo import BlobType, Node, Repository
 from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.repository import PACK_READ_WINDOW
 
+from .diskfull import SpaceGuard
 from .events import EventSink, Warning_
 from .nodes import node_outcome, posix_permissions
 
@@ -56,6 +57,7 @@ class RestoreOptions:
     skip_suspect: bool = False
     only_suspect: bool = False
     workers: int = 0
+    keep_going: bool = False  # on a full target: go on with what fits instead of stopping
 
 
 @dataclass
@@ -144,6 +146,7 @@ class RestoreSession:
         self._tasks: list[Future[None]] = []
         self._not_restored: list[_FileJob] = []
         self._report_lock = threading.Lock()
+        self._space = SpaceGuard(self.target, keep_going=options.keep_going)
 
     def run(self, snapshot_ref: str) -> RestoreResult:
         """Restore the snapshot named by ``snapshot_ref`` ("latest", id or prefix)."""
@@ -176,6 +179,10 @@ class RestoreSession:
         finally:
             if gc_was_enabled:
                 gc.enable()
+        if self._space.stopped:
+            raise FatalError(self._space.message(self.result.bytes))
+        if self._space.failures:
+            self._warn(self._space.message(self.result.bytes))
         for job in self._not_restored:
             self.result.files -= 1
             self.result.bytes -= job.node.size
@@ -362,6 +369,8 @@ class RestoreSession:
         blobs = self._plan.pop(pack)
         if pack is not None:
             del self._plan_bytes[pack]
+        if self._space.stopped:
+            return  # the target is full: the walk only finishes counting what was wanted
         self._tasks.append(self._pool.submit(self._restore_pack, pack, blobs))
 
     def _pack_blobs(self, pack: str | None, blobs: _Placements) -> Iterator[tuple[bytes, bytes]]:
@@ -380,6 +389,8 @@ class RestoreSession:
         fd = -1
         try:
             for blob_id, data in self._pack_blobs(pack, blobs):
+                if self._space.stopped:
+                    return
                 for target, offset in blobs[blob_id][1]:
                     if target is not job:
                         # Consecutive blobs of a pack mostly belong to the same file:
@@ -518,6 +529,8 @@ class RestoreSession:
     def _error(self, path: bytes, e: OSError) -> None:
         with self._report_lock:
             self.result.errors += 1
+        if self._space.absorb(e):
+            return  # one line for all of them at the end
         self._warn(f"cannot restore {os.fsdecode(path)}: {e.strerror or e}")
 
     def _warn(self, message: str) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shadowvault import interrupts
 from shadowvault.config import BackupSet, Config, EffectiveSet
 from shadowvault.errors import ConfigError, ShadowvaultError, UsageError
 from shadowvault.fs import default_excludes
@@ -188,9 +189,13 @@ class ActivityRecorder:
         self.session_id = session_id
         self.detailed = detailed
         self.summary: SessionSummary | None = None
+        # Per class, for a session that ends without a summary (a source that cannot be read).
+        self.counts: dict[str, int] = {}
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, FileDone):
+            cls = str(event.outcome.get("class", "ok"))
+            self.counts[cls] = self.counts.get(cls, 0) + 1
             if self.detailed or event.outcome.get("class") not in (None, "ok"):
                 outcome: dict[str, Any] = {"class": "ok", **event.outcome}
                 if event.reused:
@@ -233,8 +238,8 @@ def run_set(
 ) -> SetRun:
     """Run one backup session recorded in the activity log; returns a :class:`SetRun`.
 
-    ``activity`` is an open log or the path of its database (the CLI passes
-    ``user_state_dir/activity.db``). ``on_session(session_id)`` is called once the session row
+    ``activity`` is an open log or the path of its database (the CLI passes the repository's
+    log, ``activity.log_path``). ``on_session(session_id)`` is called once the session row
     exists, before anything is read. A ``ShadowvaultError`` from the engine (missing source,
     repository trouble) closes the session as "failed" with its exit code and is raised again;
     Ctrl-C closes it as "interrupted". ``options.set_name`` is the set recorded (None: ad hoc).
@@ -247,45 +252,57 @@ def run_set(
             )
     log = activity
     host = options.host or socket.gethostname()
-    sid = log.start_session(options.set_name, host, started=started)
-    if on_session is not None:
-        on_session(sid)
-    recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
+    recorder: ActivityRecorder | None = None
     try:
+        # The row and the recorder that closes it come as one; a signal meanwhile is delivered
+        # after both exist, inside this try, so the row is closed as "interrupted".
+        with interrupts.held():
+            sid = log.start_session(options.set_name, host, repository=repo.config.get("id"), started=started)
+            recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
+        if on_session is not None:
+            on_session(sid)
         result = BackupSession(repo, options, recorder).run()
+        if result.stop is not None:
+            log.warn(sid, f"partial snapshot: {result.stop.message}")
+        elif result.partial:
+            log.warn(
+                sid,
+                f"partial snapshot: the set stopped after {result.counts.failed} failed files "
+                f"(stop_on_errors = {options.stop_on_errors})",
+            )
+        counts = result.counts
+        log.finish_session(
+            sid,
+            status=_status(result),
+            exit_code=result.exit_code,
+            snapshot_id=result.snapshot_id,
+            bytes_read=counts.bytes_read,
+            bytes_added=counts.bytes_added,
+            counts={"ok": counts.ok, "suspect": counts.suspect, "failed": counts.failed},
+        )
     except ShadowvaultError as e:
-        log.warn(sid, str(e))
-        _finish(log, sid, "failed", e.exit_code, recorder)
+        _finish(log, "failed", e.exit_code, recorder, str(e))
         raise
-    except KeyboardInterrupt:
-        _finish(log, sid, "interrupted", 130, recorder)
+    except KeyboardInterrupt as e:
+        # SIGINT 130, SIGTERM 143: the code the process ends with (even if the row was closed).
+        _finish(log, "interrupted", interrupts.exit_code(e), recorder, None)
         raise
     except BaseException as e:
-        log.warn(sid, f"internal error: {e!r}")
-        _finish(log, sid, "failed", EXIT_FATAL, recorder)
+        _finish(log, "failed", EXIT_FATAL, recorder, f"internal error: {e!r}")
         raise
-    if result.stop is not None:
-        log.warn(sid, f"partial snapshot: {result.stop.message}")
-    elif result.partial:
-        log.warn(
-            sid,
-            f"partial snapshot: the set stopped after {result.counts.failed} failed files "
-            f"(stop_on_errors = {options.stop_on_errors})",
-        )
-    log.finish_session(
-        sid,
-        status=_status(result),
-        exit_code=result.exit_code,
-        snapshot_id=result.snapshot_id,
-        bytes_read=result.counts.bytes_read,
-        bytes_added=result.counts.bytes_added,
-        counts={"ok": result.counts.ok, "suspect": result.counts.suspect, "failed": result.counts.failed},
-    )
     return SetRun(options.set_name, sid, _status(result), result.exit_code, result)
 
 
-def _finish(log: ActivityLog, sid: int, status: SessionStatus, code: int, rec: ActivityRecorder) -> None:
-    """Close a session that ended without a result, keeping whatever counts are known."""
+def _finish(
+    log: ActivityLog, status: SessionStatus, code: int, rec: ActivityRecorder | None, warning: str | None
+) -> None:
+    """Close a session that ended without a result, keeping whatever counts are known (nothing
+    to close when it ended before its row was written)."""
+    if rec is None:
+        return
+    sid = rec.session_id
+    if warning is not None:
+        log.warn(sid, warning)
     s = rec.summary
     log.finish_session(
         sid,
@@ -294,5 +311,5 @@ def _finish(log: ActivityLog, sid: int, status: SessionStatus, code: int, rec: A
         snapshot_id=s.snapshot_id if s else None,
         bytes_read=s.bytes_read if s else 0,
         bytes_added=s.bytes_added if s else 0,
-        counts={"ok": s.files_ok, "suspect": s.files_suspect, "failed": s.files_failed} if s else {},
+        counts={"ok": s.files_ok, "suspect": s.files_suspect, "failed": s.files_failed} if s else rec.counts,
     )

@@ -32,6 +32,7 @@ from shadowvault.repo.ids import BlobType
 from shadowvault.repo.maintenance import KeepPolicy, PruneStats, apply_policy, forget, prune
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE
 from shadowvault.repo.repository import Repository
+from shadowvault.repo.tempfiles import TempFile, find_temp_files, remove_stale_temp_files
 
 __all__ = [
     "DEFAULT_PACK_SIZE",
@@ -46,9 +47,12 @@ __all__ = [
     "PruneStats",
     "Repository",
     "Snapshot",
+    "TempFile",
     "Tree",
     "apply_policy",
     "check_repository",
+    "find_temp_files",
     "forget",
     "prune",
+    "remove_stale_temp_files",
 ]

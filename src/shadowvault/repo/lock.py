@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from shadowvault import interrupts
 from shadowvault.errors import RepoError, RepoLockedError
 from shadowvault.repo.backends.base import FileType
 from shadowvault.repo.files import jsonfmt
@@ -211,7 +212,9 @@ class RepoLock:
         """
         self.check_others()
         self.info = LockInfo.for_this_process(self.exclusive)
-        self.lock_id = self._store.save_unpacked(FileType.LOCK, self.info.to_json()).hex()
+        # A lock written but not remembered would outlive an interruption: keep the two together.
+        with interrupts.held():
+            self.lock_id = self._store.save_unpacked(FileType.LOCK, self.info.to_json()).hex()
         settled = time.monotonic() + self._recheck_delay
         try:
             if meanwhile is not None:
@@ -256,11 +259,12 @@ class RepoLock:
                 self._store.remove_file(FileType.LOCK, lock_id)
 
     def release(self) -> None:
-        """Stop refreshing and delete the lock file."""
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
-        self._remove_own()
+        """Stop refreshing and delete the lock file (a signal meanwhile waits until it is gone)."""
+        with interrupts.held():
+            self._stop.set()
+            if self._thread is not None and self._thread is not threading.current_thread():
+                self._thread.join()
+            self._remove_own()
 
 
 def remove_stale_locks(store: LockStore) -> list[str]:

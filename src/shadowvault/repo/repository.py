@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from shadowvault import interrupts
 from shadowvault.errors import (
     IntegrityError,
     RepoError,
@@ -98,10 +99,13 @@ class Repository:
         master = crypto.Key.random()
         kf = key.create(master, password, params, username=_user(), hostname=socket.gethostname())
         raw = kf.to_json()
-        backend.save(FileType.KEY, hash_bytes(raw).hex(), raw)
         cfg = RepoConfig.new(version)
-        # The config is never compressed: its version must be readable first.
-        backend.save(FileType.CONFIG, "config", crypto.seal(master, cfg.to_json()))
+        # Key and config together: a key without a config would make the next init add a second
+        # key with the same password and another master key.
+        with interrupts.held():
+            backend.save(FileType.KEY, hash_bytes(raw).hex(), raw)
+            # The config is never compressed: its version must be readable first.
+            backend.save(FileType.CONFIG, "config", crypto.seal(master, cfg.to_json()))
         repo = cls(backend, master, cfg, pack_size=pack_size)
         repo._index_loaded = True
         return repo
@@ -514,13 +518,19 @@ class Repository:
         if recheck_delay is not None:
             kwargs["recheck_delay"] = recheck_delay
         held = RepoLock(self, exclusive, **kwargs)
-        held.acquire(meanwhile)
-        self._locks.append(held)
+        # Inside the try: an interruption just after acquire() still releases the lock.
         try:
+            self._locks.append(held)
+            held.acquire(meanwhile)
             yield
         finally:
-            self._locks.remove(held)
             held.release()
+            if held in self._locks:
+                self._locks.remove(held)
+
+    def held_locks(self) -> list[RepoLock]:
+        """The locks this object holds right now."""
+        return list(self._locks)
 
     def remove_stale_locks(self) -> list[str]:
         """Delete locks left by dead processes on this host or not refreshed for 30 minutes."""

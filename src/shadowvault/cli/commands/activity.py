@@ -1,11 +1,17 @@
-"""`shadowvault activity [--set NAME]`: the sessions recorded in the local activity log."""
+"""`shadowvault activity [--set NAME]`: the sessions recorded in the local activity log.
+
+Each repository has its own log (named by the repository's id, so it follows the repository
+wherever it is mounted); without a repository, the per-user log of earlier versions and of runs
+that had none.
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from shadowvault.engine.activity import ActivityLog, SessionRecord
+from shadowvault.engine.activity import ActivityLog, SessionRecord, log_path
 
 from ..app import App, state_dir
 from ..render import human_bytes
@@ -19,10 +25,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="only the newest N sessions")
 
 
+def activity_log(app: App) -> Path:
+    """The log of the repository this command names (or the default one, if it exists); the
+    per-user log when there is none. Opening the repository reads its id (password needed)."""
+    path, _, is_default = app.repo_location()
+    if is_default and not (Path(path) / "config").exists():
+        return log_path(state_dir(), None)
+    repo = app.open_repo()
+    try:
+        return log_path(state_dir(), str(repo.config["id"]))
+    finally:
+        repo.close()
+
+
 def session_json(r: SessionRecord) -> dict[str, Any]:
     """A session as a plain dict (also used by `report`)."""
     return {
         "id": r.id,
+        "repository": r.repository,
         "set": r.set_name,
         "host": r.host,
         "pid": r.pid,
@@ -40,7 +60,7 @@ def session_json(r: SessionRecord) -> dict[str, Any]:
 
 def run(app: App, args: argparse.Namespace) -> int:
     """Newest first: id, set, start, status, counts per class, snapshot, exit code."""
-    path = state_dir() / "activity.db"
+    path = activity_log(app)
     if not path.exists():
         records: list[SessionRecord] = []
     else:
@@ -50,7 +70,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         app.emit([session_json(r) for r in records])
         return 0
     app.print(
-        f"{'ID':>5}  {'Set':<14} {'Started':<19} {'Status':<12} "
+        f"{'ID':>5}  {'Repository':<10} {'Set':<14} {'Started':<19} {'Status':<12} "
         f"{'ok/suspect/failed':<18} {'Read':>10}  Snapshot"
     )
     for r in records:
@@ -58,7 +78,8 @@ def run(app: App, args: argparse.Namespace) -> int:
         started = r.started.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         snap = (r.snapshot_id or "-")[:8]
         app.print(
-            f"{r.id:>5}  {r.set_name or '-':<14} {started:<19} {r.status:<12} {counts:<18} "
+            f"{r.id:>5}  {(r.repository or '-')[:8]:<10} {r.set_name or '-':<14} {started:<19} "
+            f"{r.status:<12} {counts:<18} "
             f"{human_bytes(r.bytes_read):>10}  {snap}"
         )
     app.print(f"{len(records)} sessions in {path}")

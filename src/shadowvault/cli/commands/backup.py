@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from shadowvault.config import Config, EffectiveSet
+from shadowvault.engine.activity import log_path
 from shadowvault.engine.backup import BackupOptions
 from shadowvault.engine.prewarm import MetadataPrewarm
 from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
@@ -154,7 +155,7 @@ def _run_one(app: App, repo: Repository, eff: EffectiveSet, opts: BackupOptions,
             repo,
             opts,
             renderer,
-            state_dir() / "activity.db",
+            log_path(state_dir(), str(repo.config["id"])),
             detailed_log=eff.values.detailed_log,
             on_session=announce,
         )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from shadowvault.engine.checks import record_check
-from shadowvault.repo import check_repository
+from shadowvault.repo import check_repository, find_temp_files
 
 from ..app import App, state_dir
+from ..render import human_bytes
 
 HELP = "check the repository for errors"
 
@@ -23,6 +24,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     with repo.lock(exclusive=False):
         repo.load_index()
         problems = check_repository(repo, read_data=args.read_data)
+        leftovers = find_temp_files(repo)
     # Kept for `status`, which shows when the repository was last checked and with what result.
     try:
         record_check(
@@ -33,6 +35,15 @@ def run(app: App, args: argparse.Namespace) -> int:
         )
     except (OSError, ValueError) as e:
         app.warn(f"the result was not recorded for `status`: {e}")
+    for t in leftovers:
+        # Not an error: nothing reads them. The next backup that runs alone removes old ones.
+        if app.json:
+            app.emit({"message_type": "temp_file", "path": t.path, "size": t.size, "age": round(t.age)})
+        else:
+            app.info(
+                f"info: temporary file {t.path} ({human_bytes(t.size)}, {t.age / 60:.0f} min old) "
+                "left by an interrupted write; a backup with no other client running removes it"
+            )
     for p in problems:
         if app.json:
             app.emit(

@@ -17,6 +17,7 @@ from shadowvault.errors import UsageError
 from shadowvault.repo import Repository
 
 from ..app import App, state_dir
+from .activity import activity_log
 
 HELP = "run the configured sets on their schedules (SIGHUP reloads, SIGTERM stops)"
 
@@ -74,7 +75,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         raise UsageError(f'{path} has no set with a schedule: add schedule = "daily 02:00" to a set')
     with (
         DaemonLock(daemon_lock_path(state_dir(), path), path),
-        ActivityLog(state_dir() / "activity.db") as log,
+        ActivityLog(activity_log(app)) as log,
     ):
         stderr_log(f"shadowvault daemon started (pid {os.getpid()}, config {path})")
         daemon = Daemon(load_sets, environment(app, log))

@@ -12,8 +12,8 @@ from typing import Any
 from shadowvault.engine.activity import ActivityLog
 from shadowvault.errors import UsageError
 
-from ..app import App, state_dir
-from .activity import session_json
+from ..app import App
+from .activity import activity_log, session_json
 
 HELP = "show the suspect and failed files of a session or snapshot"
 _PROBLEMS = ("suspect", "failed")
@@ -44,7 +44,7 @@ def _row(path: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _from_session(app: App, sid: int, everything: bool) -> dict[str, Any]:
-    path = state_dir() / "activity.db"
+    path = activity_log(app)
     if not path.exists():
         raise UsageError(f"no activity log at {path}: no session has run on this machine yet")
     with ActivityLog(path) as log:

@@ -18,6 +18,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--include", action="append", default=[], help="restore only paths matching this glob")
     p.add_argument("--exclude", action="append", default=[], help="do not restore paths matching this glob")
     p.add_argument("--overwrite", action="store_true", help="replace files that already exist in the target")
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="when the target fills up, go on restoring what fits (default: stop at once)",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--skip-suspect", action="store_true", help="leave out files backed up as suspect")
     group.add_argument("--only-suspect", action="store_true", help="restore only files backed up as suspect")
@@ -33,6 +38,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         skip_suspect=args.skip_suspect,
         only_suspect=args.only_suspect,
+        keep_going=args.keep_going,
     )
     with repo.lock(exclusive=False):
         repo.load_index()

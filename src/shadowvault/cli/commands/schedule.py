@@ -27,7 +27,8 @@ from shadowvault.engine.systemd import (
 )
 from shadowvault.errors import FatalError, UsageError
 
-from ..app import App, state_dir
+from ..app import App
+from .activity import activity_log
 from .daemon import config_file, environment, stderr_log
 
 HELP = "next runs of scheduled sets; install systemd timers; run a set as a timer does"
@@ -63,7 +64,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         if not args.set_name:
             raise UsageError("schedule run needs --set NAME (systemd passes it)")
         (bset,) = _sets(app, args.set_name)
-        with ActivityLog(state_dir() / "activity.db") as log:
+        with ActivityLog(activity_log(app)) as log:
             out = run_when_triggered(bset, environment(app, log), datetime.now(UTC))
         stderr_log(f"set {bset.name}: {out.status}, exit code {out.exit_code}")
         return out.exit_code
@@ -75,7 +76,7 @@ def run(app: App, args: argparse.Namespace) -> int:
 def _list(app: App, args: argparse.Namespace) -> int:
     if not 1 <= args.next <= 100:
         raise UsageError("--next must be between 1 and 100")
-    db = state_dir() / "activity.db"
+    db = activity_log(app)
     sets = _sets(app, args.set_name)
     with ActivityLog(db) if db.exists() else contextlib.nullcontext() as log:
         rows = schedule_overview(sets, log, datetime.now(UTC), socket.gethostname(), args.next)

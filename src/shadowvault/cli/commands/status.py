@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from shadowvault.engine.activity import log_path
 from shadowvault.engine.metrics import write_textfile
 from shadowvault.engine.status import AD_HOC, RepositoryStatus, SetStatus, read_status
 from shadowvault.engine.status_json import status_json
@@ -77,7 +78,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     try:
         status = read_status(
             app.config(),
-            state_dir() / "activity.db",
+            log_path(state_dir(), str(repo.config["id"])),
             repo,
             state_dir() / "checks",
             unreferenced=not args.no_unreferenced,

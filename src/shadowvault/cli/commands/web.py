@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+from shadowvault.engine.activity import log_path
 from shadowvault.engine.browse import SnapshotReader
 from shadowvault.errors import UsageError
 
@@ -68,7 +69,10 @@ def run(app: App, args: argparse.Namespace) -> int:
     repo = app.open_repo()
     try:
         source = WebSource(
-            app.config(), state_dir() / "activity.db", state_dir() / "checks", SnapshotReader(repo)
+            app.config(),
+            log_path(state_dir(), str(repo.config["id"])),
+            state_dir() / "checks",
+            SnapshotReader(repo),
         )
         shown_host = f"[{host}]" if ":" in host else host
         app.info(f"serving http://{shown_host}:{port}/ (read-only; Ctrl-C stops)")
