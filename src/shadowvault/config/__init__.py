@@ -22,6 +22,7 @@ against :data:`OPEN_FILES_VALUES` and :data:`SNAPSHOT_VALUES`; the engine conver
 
 from __future__ import annotations
 
+from shadowvault.config.databases import DATABASE_TYPES, DatabaseServer
 from shadowvault.config.load import (
     CONFIG_ENV,
     Config,
@@ -47,6 +48,7 @@ from shadowvault.config.schema import (
 
 __all__ = [
     "CONFIG_ENV",
+    "DATABASE_TYPES",
     "OPEN_FILES_VALUES",
     "OPTIONS",
     "SCHEDULE_GRAMMAR",
@@ -54,6 +56,7 @@ __all__ = [
     "SNAPSHOT_VALUES",
     "BackupSet",
     "Config",
+    "DatabaseServer",
     "EffectiveSet",
     "Kind",
     "OptionSpec",

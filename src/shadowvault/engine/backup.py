@@ -33,6 +33,7 @@ from typing import Any
 from pyfastcdc import FastCDC
 
 from shadowvault import __version__
+from shadowvault.config import DatabaseServer
 from shadowvault.errors import FatalError, SnapshotError
 from shadowvault.fs import (
     ExcludeMatcher,
@@ -66,6 +67,7 @@ from .events import (
     SessionSummary,
     Warning_,
 )
+from .hotbackup.dumps import DatabaseDumps, DumpResult, virtual_dir
 from .nodes import node_from_meta, node_outcome, unchanged
 from .readahead import ReadAhead
 from .summary import Counts, exit_code
@@ -108,6 +110,10 @@ class BackupOptions:
     set_name: str | None = None
     excluded_paths: list[str] = field(default_factory=list)  # the repository, our state dir
     workers: int = 0  # 0: one per CPU
+    # Database servers dumped into this snapshot, and those other sets of the run dump (whose
+    # live data directories are left out of this set's sources too).
+    databases: list[DatabaseServer] = field(default_factory=list)
+    run_databases: list[DatabaseServer] = field(default_factory=list)
 
 
 @dataclass
@@ -162,6 +168,7 @@ class BackupSession:
         self._added = [0, 0]
         self._added_lock = threading.Lock()
         self.sources = sorted({_abs(s) for s in options.sources})
+        self.paths = sorted(set(self.sources) | {virtual_dir(d) for d in options.databases})
         excludes = list(options.excludes)
         if options.use_default_excludes:
             excludes = self._builtin_excludes() + excludes
@@ -208,6 +215,7 @@ class BackupSession:
             root = PendingDir(
                 meta=None, parent=None, slot=0, parent_nodes=parent_root, parent_tree=parent_tree
             )
+            self._dump_databases(root)
             self._backup_sources(root, snaps)
             self._drain_retries()
             self._wait_inflight(0)
@@ -218,7 +226,7 @@ class BackupSession:
         snap = Snapshot(
             time=int(start * 1e9),
             tree=self.builder.root_id,
-            paths=list(self.sources),
+            paths=list(self.paths),
             hostname=self.opt.host or socket.gethostname(),
             username=getpass.getuser(),
             uid=os.getuid(),
@@ -265,7 +273,7 @@ class BackupSession:
             candidates = [
                 (sid, s)
                 for sid, s in self.repo.list_snapshots()
-                if s.hostname == host and sorted(s.paths) == self.sources
+                if s.hostname == host and sorted(s.paths) == self.paths
             ]
             if not candidates:
                 return None, None
@@ -276,6 +284,33 @@ class BackupSession:
         if tree_id is None:
             return None
         return {n.name: n for n in self.repo.load_tree(tree_id).nodes}
+
+    # ----- database dumps (engine.hotbackup) ----------------------------------------------------
+
+    def _dump_databases(self, root: PendingDir) -> None:
+        """Dump the set's servers into ``/.shadowvault/…`` and leave their live data directories
+        out of the sources (the dump is their consistent copy)."""
+        if not (self.opt.databases or (self.opt.run_databases and self.sources)):
+            return
+        with DatabaseDumps(
+            self.opt.databases,
+            chunker=self._chunker,
+            submit=self._submit,
+            warn=self._warn,
+            progress=self._maybe_progress,
+        ) as dumps:
+            excluded = dumps.exclusions(self.sources, self.opt.run_databases)
+            self.opt = dataclasses.replace(self.opt, excluded_paths=[*self.opt.excluded_paths, *excluded])
+            for result in dumps.dump_into(root, self.builder):
+                self._record_dump(result)
+
+    def _record_dump(self, r: DumpResult) -> None:
+        data = r.outcome()
+        self.counts.add_class(r.classification)
+        self.counts.files_read += 1
+        self.counts.bytes_read += r.size
+        self.outcomes.append({"path": r.path, **data})  # ok dumps too: report shows size and version
+        self.sink(FileDone(r.path, r.size, data, reused=False))
 
     # ----- walking ------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shadowvault.config import BackupSet, Config, EffectiveSet
+from shadowvault.config import DATABASE_TYPES, BackupSet, Config, EffectiveSet
 from shadowvault.errors import ConfigError, ShadowvaultError, UsageError
 from shadowvault.fs import default_excludes
 from shadowvault.openfiles import RetryPolicy, Strategy
@@ -121,7 +121,7 @@ def backup_options(
     A named set's snapshots carry its name as a tag, so ``snapshots --tag NAME`` and retention
     per set can find them.
     """
-    if bset.type != "files":
+    if bset.type not in ("files", *DATABASE_TYPES):
         raise ConfigError(
             f"set {bset.name!r} has type {bset.type!r}: only 'files' sets can be backed up so far"
         )
@@ -147,6 +147,7 @@ def backup_options(
         set_name=bset.name or None,
         excluded_paths=list(excluded_paths or []),
         workers=workers,
+        databases=bset.database_servers(),
     )
 
 
@@ -191,7 +192,8 @@ class ActivityRecorder:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, FileDone):
-            if self.detailed or event.outcome.get("class") not in (None, "ok"):
+            # Database dumps are always logged: size, duration and server version belong there.
+            if self.detailed or event.outcome.get("class") not in (None, "ok") or "dump" in event.outcome:
                 outcome: dict[str, Any] = {"class": "ok", **event.outcome}
                 if event.reused:
                     outcome.setdefault("reason", "unchanged")
