@@ -34,10 +34,13 @@ class PrivateDir:
     def __init__(self) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="shadowvault-cred-"))
         os.chmod(self.path, 0o700)
+        self._count = 0
 
     def write(self, name: str, text: str) -> Path:
-        """Create ``name`` (mode 0600, never an existing file) holding ``text``."""
-        path = self.path / name
+        """Create a new file (mode 0600, never an existing one) named after ``name`` holding ``text``;
+        several servers of one run each get their own."""
+        self._count += 1
+        path = self.path / f"{self._count}-{name}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
