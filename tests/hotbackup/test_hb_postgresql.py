@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
+from hb_common import backup, json_lines, restic, server_keys, write_config, xdg
 
 from dbservers import DbServer, pg_env, psql
-from hb_common import backup, json_lines, restic, server_keys, write_config, xdg
 from treeutil import sv
 
 BATCH_SCRIPT = """\\set x 1
@@ -136,10 +136,11 @@ def test_bad_inputs_fail_one_database_each_and_the_rest_is_saved(pg_server: DbSe
     psql(pg_server, tmp_path, "CREATE TABLE t AS SELECT 1 AS x", "good")
     wrong = tmp_path / "wrong-password"
     wrong.write_text("not-the-password\n")
+    pg = '[sets.{}]\ntype = "postgresql"\n{}databases = {}\n\n'
     body = (
-        f'[sets.pg]\ntype = "postgresql"\n{server_keys(pg_server)}databases = ["good", "missing_db"]\n\n'
-        f'[sets.badpw]\ntype = "postgresql"\n{server_keys(pg_server, password_file=str(wrong))}databases = ["good"]\n\n'
-        f'[sets.down]\ntype = "postgresql"\nhost = "127.0.0.1"\nport = 1\nuser = "postgres"\ndatabases = ["good"]\n'
+        pg.format("pg", server_keys(pg_server), '["good", "missing_db"]')
+        + pg.format("badpw", server_keys(pg_server, password_file=str(wrong)), '["good"]')
+        + pg.format("down", 'host = "127.0.0.1"\nport = 1\nuser = "postgres"\n', '["good"]')
     )
     cfg = write_config(tmp_path, body)
     done = backup(tmp_path, cfg, "--all-sets")
@@ -162,7 +163,8 @@ def test_unreadable_archive_is_suspect(pg_server: DbServer, tmp_path: Path) -> N
     fresh_db(pg_server, tmp_path, "plain")
     cfg = write_config(
         tmp_path,
-        f'[sets.pg]\ntype = "postgresql"\n{server_keys(pg_server)}databases = ["plain"]\noptions = ["--format=plain"]\n',
+        f'[sets.pg]\ntype = "postgresql"\n{server_keys(pg_server)}'
+        'databases = ["plain"]\noptions = ["--format=plain"]\n',
     )
     done = backup(tmp_path, cfg, "--set", "pg")
     assert done.returncode == 4, done.stderr
