@@ -345,9 +345,11 @@ class _Validator:
                     origin[key] = label
         origin["retention"] = _strongest([origin[f"retention.{k}"] for k in RETENTION_KEYS])
         result = dataclasses.replace(BackupSet(), name=name, **values, retention=Retention(**retention))
+        # A set's databases must fit its type (unless the value itself was already refused).
         problem = type_problem(result.type, result.databases, result.sources) if name else None
-        if problem:
-            self.problem(section, "databases", problem)
+        refused = f"[{'.'.join(section)}] databases = "
+        if problem and not any(refused in p for p in self.problems):
+            self.problem(section, "databases", f"databases: {problem}")
         return EffectiveSet(self.check_sources(result, origin, section), origin)
 
     def check_sources(
