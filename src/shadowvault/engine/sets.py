@@ -123,7 +123,8 @@ def backup_options(
     """
     if bset.type not in ("files", *DATABASE_TYPES):
         raise ConfigError(
-            f"set {bset.name!r} has type {bset.type!r}: only 'files' sets can be backed up so far"
+            f"set {bset.name!r} has type {bset.type!r}: only 'files', 'postgresql' and 'mariadb' sets "
+            "can be backed up so far"
         )
     tags = list(bset.tags)
     if bset.name and bset.name not in tags:
