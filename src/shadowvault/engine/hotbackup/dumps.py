@@ -31,7 +31,7 @@ from .mariadb import MariadbTool
 from .mariadb import cause as mariadb_cause
 from .postgresql import PostgresTool, ServerUnavailable
 from .postgresql import cause as pg_cause
-from .stream import DumpJob, StreamResult, bound_malloc_arenas, stream_dump
+from .stream import DumpJob, StreamResult, bound_malloc_arenas, file_name_of, stream_dump
 
 __all__ = [
     "VIRTUAL_ROOT",
@@ -223,7 +223,7 @@ class DatabaseDumps:
                 tool, error = None, str(e)
         if tool is None:
             for db in names or ["all"]:
-                path = f"{base}/{db}{ext}" if names else f"{base}/*"
+                path = f"{base}/{file_name_of(db, ext)}" if names else f"{base}/*"
                 message = f"set {server.set_name}, database {db}: {error}"
                 yield DumpResult(path, server, db, "failed", message, 0, 0.0, version)
             return

@@ -18,7 +18,7 @@ from shadowvault.config.databases import DatabaseServer
 
 from .credentials import PrivateDir, read_password
 from .postgresql import ServerUnavailable
-from .stream import DumpJob, run_tool
+from .stream import DumpJob, file_name_of, run_tool
 
 __all__ = ["MariadbTool", "cause"]
 
@@ -83,7 +83,7 @@ class MariadbTool:
         dump = _program("mariadb-dump", "mysqldump")
         base = [dump, *self._first, *self._conn, "--single-transaction"]
         base += ["--routines", "--events", "--triggers", *self.server.options]
-        return [DumpJob(db, f"{db}.sql", [*base, "--", db], trailer=TRAILER) for db in databases]
+        return [DumpJob(db, file_name_of(db, ".sql"), [*base, "--", db], trailer=TRAILER) for db in databases]
 
     def restore_argv(self, target: str) -> list[str]:
         """Read a stored dump on stdin into database ``target``."""

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from shadowvault.config.databases import DatabaseServer
 
 from .credentials import PrivateDir, read_password
-from .stream import DumpJob, run_tool
+from .stream import DumpJob, file_name_of, run_tool
 
 __all__ = ["PostgresTool", "ServerUnavailable", "cause"]
 
@@ -111,7 +111,7 @@ class PostgresTool:
         jobs = [DumpJob("", "globals.sql", glob_argv)]
         for db in databases:
             argv = ["pg_dump", "--no-password", "--format=custom", *self.server.options, "--dbname", db]
-            jobs.append(DumpJob(db, f"{db}.dump", argv, verify_argv=["pg_restore", "--list"]))
+            jobs.append(DumpJob(db, file_name_of(db, ".dump"), argv, verify_argv=["pg_restore", "--list"]))
         return jobs
 
     def restore_argv(self, target: str) -> list[str]:

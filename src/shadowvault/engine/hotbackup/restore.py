@@ -22,7 +22,7 @@ from .dumps import VIRTUAL_ROOT, make_tool
 from .mariadb import cause as mariadb_cause
 from .postgresql import ServerUnavailable
 from .postgresql import cause as pg_cause
-from .stream import ChildProcess
+from .stream import ChildProcess, database_of
 
 __all__ = ["DatabaseRestore", "StoredDump", "find_dumps", "restore_database"]
 
@@ -69,7 +69,7 @@ def find_dumps(repo: Repository, snapshot_ref: str) -> tuple[str, list[StoredDum
             for name, node in _children(repo, host_node.subtree).items():
                 if node.type == "file" and name.endswith(ext):
                     path = f"{VIRTUAL_ROOT}/{kind}/{label}/{name}"
-                    found.append(StoredDump(path, kind, label, name[: -len(ext)], node))
+                    found.append(StoredDump(path, kind, label, database_of(name, ext), node))
     return snapshot_id, found
 
 

@@ -29,6 +29,8 @@ __all__ = [
     "StreamResult",
     "TeeReader",
     "bound_malloc_arenas",
+    "database_of",
+    "file_name_of",
     "run_tool",
     "stream_dump",
 ]
@@ -52,6 +54,16 @@ def bound_malloc_arenas() -> None:
         libc.mallopt(_M_ARENA_MAX, _ARENAS)
     except (OSError, AttributeError):
         pass
+
+
+def file_name_of(database: str, ext: str) -> str:
+    """The dump's file name: a database name may hold ``/`` (PostgreSQL), never a tree node."""
+    return database.replace("%", "%25").replace("/", "%2F") + ext
+
+
+def database_of(file_name: str, ext: str) -> str:
+    """The inverse of :func:`file_name_of`."""
+    return file_name[: -len(ext)].replace("%2F", "/").replace("%25", "%")
 
 
 @dataclass(frozen=True)
