@@ -133,3 +133,36 @@ def test_live_data_directory_is_excluded_from_file_sets_of_the_run(
     assert len(lines) == 1 and str(data) in lines[0], done.stderr
     ls = restic(tmp_path, "ls", "latest", "--tag", "files").stdout.splitlines()
     assert str(data.parent) in ls and not [p for p in ls if p.startswith(str(data))]
+
+
+def test_the_tools_own_credential_files_serve_when_no_password_file_is_set(
+    pg_server: DbServer, mariadb_server: DbServer, tmp_path: Path
+) -> None:
+    """$PGPASSFILE for PostgreSQL and ~/.my.cnf for MariaDB, as their users already keep them."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".my.cnf").write_text(f"[client]\npassword={mariadb_server.password}\n")
+    (home / ".my.cnf").chmod(0o600)
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"{pg_server.host}:{pg_server.port}:*:{pg_server.user}:{pg_server.password}\n")
+    pgpass.chmod(0o600)
+
+    def keys(s: DbServer) -> str:
+        return f'host = "{s.host}"\nport = {s.port}\nuser = "{s.user}"\n'
+
+    cfg = write_config(
+        tmp_path,
+        f'[sets.pg]\ntype = "postgresql"\n{keys(pg_server)}databases = ["postgres"]\n\n'
+        f'[sets.my]\ntype = "mariadb"\n{keys(mariadb_server)}databases = ["mysql"]\n',
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "shadowvault", "backup", "--config", str(cfg), "--all-sets"],
+        capture_output=True,
+        text=True,
+        env=env(tmp_path / "repo", HOME=str(home), PGPASSFILE=str(pgpass), **xdg(tmp_path)),
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    ls = restic(tmp_path, "ls", "latest", "--tag", "my").stdout
+    assert f"/.shadowvault/mariadb/{mariadb_server.host}-{mariadb_server.port}/mysql.sql" in ls
