@@ -133,6 +133,17 @@ def _meta(name: str, kind: str, size: int, when_ns: int) -> FileMeta:
     )
 
 
+@dataclass
+class _Probe:
+    """What asking one server gave: its tools and facts, or why it could not be asked."""
+
+    server: DatabaseServer
+    tool: Tool | None  # None: unreachable (``error`` says why)
+    version: str = ""
+    data_dir: str | None = None
+    error: str = ""
+
+
 class DatabaseDumps:
     """Every server of one set: probe, exclusions, dumps into the session's tree."""
 
@@ -153,7 +164,7 @@ class DatabaseDumps:
         self.private = PrivateDir()
         if servers:
             bound_malloc_arenas()  # before the blob workers first allocate
-        self._probed: list[tuple[DatabaseServer, Tool | None, str, str | None, str]] = []
+        self._probed: list[_Probe] = []
 
     def __enter__(self) -> DatabaseDumps:
         return self
@@ -168,13 +179,13 @@ class DatabaseDumps:
                 tool = make_tool(server, self.private)
                 version, data_dir = tool.probe()
             except (ServerUnavailable, ConfigError) as e:
-                self._probed.append((server, None, "", None, str(e)))
+                self._probed.append(_Probe(server, None, error=str(e)))
                 continue
-            self._probed.append((server, tool, version, data_dir, ""))
+            self._probed.append(_Probe(server, tool, version, data_dir))
 
     def data_directories(self) -> list[tuple[DatabaseServer, str]]:
         """The live data directories of the servers that answered."""
-        return [(s, d) for s, tool, _, d, _ in self._probed if tool is not None and d]
+        return [(p.server, p.data_dir) for p in self._probed if p.tool is not None and p.data_dir]
 
     def exclusions(self, sources: list[str], run_servers: list[DatabaseServer]) -> list[str]:
         """Live data directories (of these servers and of ``run_servers``, dumped by other sets of
@@ -199,23 +210,24 @@ class DatabaseDumps:
         now = time.time_ns()
         top = _subdir(root, VIRTUAL_ROOT.strip("/"), now)
         by_type: dict[str, PendingDir] = {}
-        for server, tool, version, _, error in self._probed:
-            kind_dir = by_type.get(server.type) or by_type.setdefault(
-                server.type, _subdir(top, server.type, now)
-            )
-            host_dir = _subdir(kind_dir, virtual_dir(server).rsplit("/", 1)[1], now)
-            yield from self._server(server, tool, version, error, host_dir)
-            _close(host_dir, builder)
-        for d in by_type.values():
+        by_host: dict[str, PendingDir] = {}  # one directory per host-port, even if listed twice
+        for probe in self._probed:
+            server = probe.server
+            if server.type not in by_type:
+                by_type[server.type] = _subdir(top, server.type, now)
+            where = virtual_dir(server)
+            if where not in by_host:
+                by_host[where] = _subdir(by_type[server.type], where.rsplit("/", 1)[1], now)
+            yield from self._server(server, probe.tool, probe.version, probe.error, by_host[where])
+        for d in [*by_host.values(), *by_type.values(), top]:
             _close(d, builder)
-        _close(top, builder)
 
     def _server(
         self, server: DatabaseServer, tool: Tool | None, version: str, error: str, host_dir: PendingDir
     ) -> Iterator[DumpResult]:
         base = virtual_dir(server)
         ext = ".dump" if server.type == "postgresql" else ".sql"
-        names = list(server.databases)
+        names = list(dict.fromkeys(server.databases))  # a name listed twice is dumped once
         if tool is not None and server.all_databases:
             try:
                 names = tool.list_databases()
