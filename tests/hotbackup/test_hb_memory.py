@@ -10,8 +10,10 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hb_common import server_keys, write_config, xdg
 
 from dbservers import DbServer, psql
@@ -21,9 +23,16 @@ DUMP_MIB = 320  # > 2x the bound, so holding the dump (or a chunk list of copies
 RSS_BOUND_MIB = 150
 
 
+@pytest.fixture(scope="module")
+def rssbig(pg_server: DbServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Database `rssbig` for this module's tests, dropped after them (other tests dump "all")."""
+    yield
+    psql(pg_server, tmp_path_factory.mktemp("drop"), "DROP DATABASE IF EXISTS rssbig")
+
+
 def big_database_set(server: DbServer, tmp: Path) -> Path:
-    """Database `rssbig` (kept on the session's server) and a config whose set `big` dumps it;
-    --compress=0 keeps the stream at its full size (pg_dump's own compression would shrink it)."""
+    """Database `rssbig` and a config whose set `big` dumps it; --compress=0 keeps the stream at
+    its full size (pg_dump's own compression would shrink it)."""
     rows = DUMP_MIB * 1024 * 1024 // 330  # one row of the dump is ~330 bytes
     if psql(server, tmp, "SELECT count(*) FROM pg_database WHERE datname = 'rssbig'") == "0":
         psql(server, tmp, "CREATE DATABASE rssbig")
@@ -50,7 +59,7 @@ def _largest_file(root: Path) -> int:
 
 
 def test_large_dump_streams_in_bounded_memory_without_a_temp_file(
-    pg_server: DbServer, tmp_path: Path
+    pg_server: DbServer, rssbig: None, tmp_path: Path
 ) -> None:
     cfg = big_database_set(pg_server, tmp_path)
     tmpdir = tmp_path / "tmpdir"
@@ -99,7 +108,9 @@ def _children_named(parent: int, program: str) -> list[int]:
     return found
 
 
-def test_a_dump_cut_short_is_failed_and_not_referenced(pg_server: DbServer, tmp_path: Path) -> None:
+def test_a_dump_cut_short_is_failed_and_not_referenced(
+    pg_server: DbServer, rssbig: None, tmp_path: Path
+) -> None:
     """pg_dump killed mid-stream: the dump is failed with the cause, the snapshot holds the rest
     (globals.sql), no tree references the partial data, and restic check --read-data accepts it."""
     cfg = big_database_set(pg_server, tmp_path)

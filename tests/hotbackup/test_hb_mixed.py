@@ -166,3 +166,44 @@ def test_the_tools_own_credential_files_serve_when_no_password_file_is_set(
     assert done.returncode == 0, done.stderr
     ls = restic(tmp_path, "ls", "latest", "--tag", "my").stdout
     assert f"/.shadowvault/mariadb/{mariadb_server.host}-{mariadb_server.port}/mysql.sql" in ls
+
+
+def test_all_dumps_every_database_the_servers_list(
+    pg_server: DbServer, mariadb_server: DbServer, tmp_path: Path
+) -> None:
+    """`databases = "all"`: every PostgreSQL database but templates, every MariaDB schema but the
+    server's information schemas; each one a file of the snapshot."""
+    pg_names = psql(pg_server, tmp_path, "SELECT datname FROM pg_database WHERE NOT datistemplate").split()
+    my_names = [
+        n
+        for n in mariadb_sql(mariadb_server, tmp_path, "SHOW DATABASES").split()
+        if n not in ("information_schema", "performance_schema", "sys")
+    ]
+    cfg = write_config(
+        tmp_path,
+        f'[sets.pg]\ntype = "postgresql"\n{server_keys(pg_server)}databases = "all"\n\n'
+        f'[sets.my]\ntype = "mariadb"\n{server_keys(mariadb_server)}databases = "all"\n',
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "shadowvault", "backup", "--config", str(cfg), "--all-sets"],
+        capture_output=True,
+        text=True,
+        env=env(tmp_path / "repo", **xdg(tmp_path)),
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    pg_dir = f"/.shadowvault/postgresql/{pg_server.host}-{pg_server.port}/"
+    my_dir = f"/.shadowvault/mariadb/{mariadb_server.host}-{mariadb_server.port}/"
+    pg_files = [
+        p[len(pg_dir) :]
+        for p in restic(tmp_path, "ls", "latest", "--tag", "pg").stdout.split()
+        if p.startswith(pg_dir)
+    ]
+    my_files = [
+        p[len(my_dir) :]
+        for p in restic(tmp_path, "ls", "latest", "--tag", "my").stdout.split()
+        if p.startswith(my_dir)
+    ]
+    assert sorted(pg_files) == sorted([f"{n}.dump" for n in pg_names] + ["globals.sql"])
+    assert sorted(my_files) == sorted(f"{n}.sql" for n in my_names) and "mysql.sql" in my_files
