@@ -115,6 +115,7 @@ def main() -> int:
     ap.add_argument("--size-gb", type=float, default=1.0, help="database size on disk (default 1)")
     ap.add_argument("--json", action="store_true", help="print the result as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--shadowvault-first", action="store_true", help="run shadowvault's way first")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="shadowvault-bench-db-"))
     pg, started = _server(work)
@@ -125,36 +126,49 @@ def main() -> int:
         tools = {**tool_env(work), **{k: v for k, v in env_pg.items() if k.startswith("PG")}}
         tools["PYTHONPATH"] = str(ROOT / "src")
 
-        # restic users' way: dump to a file, then back the file up
-        dump_file = work / "benchdump.dump"
-        restic_repo = work / "restic-repo"
-        subprocess.run(["restic", "init", "-r", str(restic_repo)], env=tools, capture_output=True, check=True)
-        dump = run_measured(
-            ["pg_dump", "-w", "-Fc", "-f", str(dump_file), "benchdump"], tools, logs, "pg_dump"
-        )
-        temp_bytes = dump_file.stat().st_size
-        backup = run_measured(
-            ["restic", "-r", str(restic_repo), "backup", str(dump_file)], tools, logs, "restic"
-        )
-        for m in (dump, backup):
-            if m.returncode:
-                raise SystemExit(f"{m.argv[0]} failed: {m.stderr_tail()}")
-        dump_file.unlink()
+        def restic_way() -> tuple[Measurement, Measurement, int]:
+            # restic users' way: dump to a file, then back the file up
+            dump_file = work / "benchdump.dump"
+            restic_repo = work / "restic-repo"
+            subprocess.run(
+                ["restic", "init", "-r", str(restic_repo)], env=tools, capture_output=True, check=True
+            )
+            dump = run_measured(
+                ["pg_dump", "-w", "-Fc", "-f", str(dump_file), "benchdump"], tools, logs, "pg_dump"
+            )
+            temp_bytes = dump_file.stat().st_size
+            backup = run_measured(
+                ["restic", "-r", str(restic_repo), "backup", str(dump_file)], tools, logs, "restic"
+            )
+            for m in (dump, backup):
+                if m.returncode:
+                    raise SystemExit(f"{m.argv[0]} failed: {m.stderr_tail()}")
+            dump_file.unlink()
+            return dump, backup, temp_bytes
 
-        # shadowvault: one streamed set
+        def streamed() -> Measurement:
+            # shadowvault: one streamed set
+            cfg.write_text(
+                f'[repository]\npath = "{sv_repo}"\n\n[sets.bench]\ntype = "postgresql"\n'
+                f'databases = ["benchdump"]\n'
+            )
+            subprocess.run([*sv, "init", "--repo", str(sv_repo)], env=tools, capture_output=True, check=True)
+            ours = run_measured(
+                [*sv, "backup", "--config", str(cfg), "--set", "bench", "--json"], tools, logs, "sv"
+            )
+            if ours.returncode:
+                raise SystemExit(f"shadowvault failed: {ours.stderr_tail()}")
+            return ours
+
         sv_repo = work / "sv-repo"
         cfg = work / "config.toml"
-        cfg.write_text(
-            f'[repository]\npath = "{sv_repo}"\n\n[sets.bench]\ntype = "postgresql"\n'
-            f'databases = ["benchdump"]\n'
-        )
         sv = [sys.executable, "-m", "shadowvault"]
-        subprocess.run([*sv, "init", "--repo", str(sv_repo)], env=tools, capture_output=True, check=True)
-        ours = run_measured(
-            [*sv, "backup", "--config", str(cfg), "--set", "bench", "--json"], tools, logs, "sv"
-        )
-        if ours.returncode:
-            raise SystemExit(f"shadowvault failed: {ours.stderr_tail()}")
+        if args.shadowvault_first:
+            ours = streamed()
+            dump, backup, temp_bytes = restic_way()
+        else:
+            dump, backup, temp_bytes = restic_way()
+            ours = streamed()
 
         # checks: restic accepts our repository; the stored dump restores with every row
         check = subprocess.run(
@@ -180,6 +194,7 @@ def main() -> int:
             "database_bytes": db_bytes,
             "dump_bytes": temp_bytes,
             "load_at_end": round(os.getloadavg()[0], 2),
+            "order": "shadowvault first" if args.shadowvault_first else "restic way first",
             "restic_way": {**_row("restic", [dump, backup]), "temp_bytes": temp_bytes},
             "shadowvault": {**_row("shadowvault", [ours]), "temp_bytes": 0},
         }
