@@ -32,3 +32,7 @@ def require_binary(name: str) -> str:
     require(path is not None, f"needs the {name!r} program on PATH")
     assert path is not None
     return path
+
+
+# Session fixtures of the database servers the hot-backup tests use (tests/dbservers.py).
+from dbservers import mariadb_server, pg_server  # noqa: E402, F401

@@ -147,7 +147,10 @@ def test_overrides_validate_and_mark_origin(tmp_path: Path) -> None:
             '[sets.web]\nsnapshot = "yes"\n',
             r':2: \[sets.web\] snapshot = "yes" is not allowed: choose one of off, auto, required$',
         ),
-        ('[sets.web]\ntype = "mysql"\n', r"is not allowed: choose one of files, sqlite, postgresql$"),
+        (
+            '[sets.web]\ntype = "mysql"\n',
+            r"is not allowed: choose one of files, sqlite, postgresql, mariadb$",
+        ),
         (
             '[sets.web]\nexclude = "*.log"\n',
             r':2: \[sets.web\] exclude = "\*.log" must be a list of strings$',
@@ -297,9 +300,10 @@ def test_empty_string_unsets_inherited_command_and_schedule() -> None:
     assert sched is not None and sched.cron == "0 2 * * *"
 
 
-def test_postgresql_sources_are_names_and_tilde_expands() -> None:
+def test_postgresql_databases_are_names_and_tilde_expands() -> None:
+    # Database sets name their databases in `databases` (issue 12); they have no path sources.
     cfg = parse_config(
-        '[sets.pg]\ntype = "postgresql"\nsources = ["appdb"]\n[sets.h]\nsources = ["~/docs"]\n'
+        '[sets.pg]\ntype = "postgresql"\ndatabases = ["appdb"]\n[sets.h]\nsources = ["~/docs"]\n'
     )
-    assert cfg.effective("pg").values.sources == ["appdb"]
+    assert cfg.effective("pg").values.databases == ["appdb"]
     assert cfg.effective("h").values.sources == [os.path.expanduser("~/docs")]

@@ -38,6 +38,15 @@ def outcome_line(path: str, outcome: dict[str, Any]) -> str:
     return f"{outcome.get('class', '?'):<8} {path}: {outcome.get('message') or outcome.get('reason', '')}"
 
 
+def dump_line(path: str, dump: dict[str, Any]) -> str:
+    """'/.shadowvault/postgresql/db-5432/app.dump: 1.2 GiB in 41.0 s, postgresql 15.18'."""
+    version = dump.get("server_version") or "version unknown"
+    return (
+        f"{path}: {human_bytes(float(dump.get('size') or 0))} in {float(dump.get('duration') or 0):.1f} s, "
+        f"{dump.get('type', '?')} {version}"
+    )
+
+
 class BackupRenderer:
     """Renders a backup session's events on the App's output."""
 

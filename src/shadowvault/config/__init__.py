@@ -23,6 +23,7 @@ against :data:`OPEN_FILES_VALUES` and :data:`SNAPSHOT_VALUES`; the engine conver
 
 from __future__ import annotations
 
+from shadowvault.config.databases import DATABASE_TYPES, DatabaseServer
 from shadowvault.config.load import (
     CONFIG_ENV,
     Config,
@@ -48,6 +49,7 @@ from shadowvault.config.schema import (
 
 __all__ = [
     "CONFIG_ENV",
+    "DATABASE_TYPES",
     "OPEN_FILES_VALUES",
     "OPTIONS",
     "SCHEDULE_GRAMMAR",
@@ -55,6 +57,7 @@ __all__ = [
     "SNAPSHOT_VALUES",
     "BackupSet",
     "Config",
+    "DatabaseServer",
     "EffectiveSet",
     "Kind",
     "OptionSpec",

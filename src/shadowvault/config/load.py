@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import platformdirs
 
+from shadowvault.config.databases import type_problem
 from shadowvault.config.locate import KeyLocator
 from shadowvault.config.schema import (
     OPTIONS,
@@ -62,7 +63,7 @@ _SECTIONS = ("repository", "defaults", "sets")
 _REPOSITORY_KEYS = ("path", "password_file")
 _SET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _SYNTAX_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
-# Set types whose sources are file-system paths (postgresql sources are database names).
+# Set types whose sources are file-system paths (database servers have no sources).
 _PATH_SOURCE_TYPES = ("files", "sqlite")
 _RETENTION_SPECS = {
     k: OptionSpec(Kind.INT, f"retention rule {k}", minimum=0, key=f"retention.{k}") for k in RETENTION_KEYS
@@ -344,6 +345,11 @@ class _Validator:
                     origin[key] = label
         origin["retention"] = _strongest([origin[f"retention.{k}"] for k in RETENTION_KEYS])
         result = dataclasses.replace(BackupSet(), name=name, **values, retention=Retention(**retention))
+        # A set's databases must fit its type (unless the value itself was already refused).
+        problem = type_problem(result.type, result.databases, result.sources) if name else None
+        refused = f"[{'.'.join(section)}] databases = "
+        if problem and not any(refused in p for p in self.problems):
+            self.problem(section, "databases", f"databases: {problem}")
         return EffectiveSet(self.check_sources(result, origin, section), origin)
 
     def check_sources(

@@ -27,6 +27,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from shadowvault.config.databases import DatabaseServer, check_databases_value, servers_of
 from shadowvault.config.schedule import (
     SCHEDULE_GRAMMAR,
     Schedule,
@@ -58,8 +59,8 @@ __all__ = [
 
 OPEN_FILES_VALUES: tuple[str, ...] = ("try-deny-write", "deny-write", "prevent-write", "allow-write")
 SNAPSHOT_VALUES: tuple[str, ...] = ("off", "auto", "required")
-SET_TYPES: tuple[str, ...] = ("files", "sqlite", "postgresql")
 OVERLAP_VALUES: tuple[str, ...] = ("queue", "skip")
+SET_TYPES: tuple[str, ...] = ("files", "sqlite", "postgresql", "mariadb")
 
 
 class Kind(enum.Enum):
@@ -76,6 +77,7 @@ class Kind(enum.Enum):
     WINDOW = "window HH:MM-HH:MM"
     TIME_OF_DAY = "time of day HH:MM"
     TIMEZONE = "time zone name"
+    DATABASES = 'database names or "all" (server sets); tables {type, host, port, …} (files sets)'
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,8 @@ class OptionSpec:
             return '"HH:MM"'
         if self.kind is Kind.TIMEZONE:
             return 'an IANA time zone name such as "Europe/Berlin"'
+        if self.kind is Kind.DATABASES:
+            return str(self.kind.value)
         if self.kind is Kind.INT:
             if self.maximum is not None:
                 return f"{self.minimum}–{self.maximum}"
@@ -150,9 +154,7 @@ class BackupSet:
     )
     sources: list[str] = field(
         default_factory=list,
-        metadata=_spec(
-            Kind.STR_LIST, "paths to back up (sqlite: database files; postgresql: database names)"
-        ),
+        metadata=_spec(Kind.STR_LIST, "paths to back up (sqlite: database files)"),
     )
     exclude: list[str] = field(
         default_factory=list,
@@ -246,6 +248,30 @@ class BackupSet:
     forget_after_backup: bool = field(
         default=False, metadata=_spec(Kind.BOOL, "apply retention after a successful scheduled run")
     )
+    databases: list[Any] | str = field(
+        default_factory=list,
+        metadata=_spec(
+            Kind.DATABASES, "databases dumped into the snapshot (postgresql, mariadb, mixed sets)"
+        ),
+    )
+    host: str | None = field(
+        default=None, metadata=_spec(Kind.OPT_STR, "database server host (postgresql: or socket directory)")
+    )
+    port: int = field(
+        default=0,
+        metadata=_spec(Kind.INT, "database server port (0: the tool's default)", minimum=0, maximum=65535),
+    )
+    socket: str | None = field(default=None, metadata=_spec(Kind.OPT_STR, "mariadb: server socket path"))
+    user: str | None = field(default=None, metadata=_spec(Kind.OPT_STR, "database user name"))
+    password_file: str | None = field(
+        default=None,
+        metadata=_spec(
+            Kind.OPT_STR, "file holding the database password (else .pgpass/PGPASSFILE, ~/.my.cnf)"
+        ),
+    )
+    options: list[str] = field(
+        default_factory=list, metadata=_spec(Kind.STR_LIST, "extra options passed to pg_dump / mariadb-dump")
+    )
 
     def with_overrides(self, **values: Any) -> BackupSet:
         """A copy with the given options replaced, validated exactly like the file.
@@ -255,6 +281,20 @@ class BackupSet:
         ``ConfigError`` naming the flag and the allowed values.
         """
         return dataclasses.replace(self, **overrides_to_values(values))
+
+    def database_servers(self) -> list[DatabaseServer]:
+        """The database servers this set dumps into its snapshot (none for a plain files set)."""
+        return servers_of(
+            self.name,
+            self.type,
+            self.databases,
+            host=self.host,
+            port=self.port,
+            socket=self.socket,
+            user=self.user,
+            password_file=self.password_file,
+            options=self.options,
+        )
 
     def schedule_parsed(self) -> Schedule | None:
         """The parsed :class:`~shadowvault.config.schedule.Schedule`, or ``None``."""
@@ -379,6 +419,8 @@ def check_value(spec: OptionSpec, raw: Any) -> tuple[Any, str | None]:
         except ValueError as e:
             return raw, f"is not valid ({e}); write {spec.allowed()}"
         return raw, None
+    if kind is Kind.DATABASES:
+        return check_databases_value(raw)
     raise AssertionError(kind)  # every Kind is handled above
 
 

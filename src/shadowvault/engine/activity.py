@@ -237,6 +237,10 @@ def _when(ts: float | None) -> datetime | None:
     return datetime.fromtimestamp(ts, UTC) if ts is not None else None
 
 
+# Reasons engine.hotbackup gives database dumps (ok, suspect, failed).
+DUMP_REASONS = ("database-dump", "dump-unverified", "dump-failed")
+
+
 class ActivityLog:
     """Append-mostly SQLite log of sessions and file outcomes; safe to share between threads.
 
@@ -479,6 +483,10 @@ class ActivityLog:
             )
             for r in rows
         ]
+
+    def dumps(self, sid: int) -> list[FileRecord]:
+        """The database dumps recorded for session ``sid`` (any class; see engine.hotbackup)."""
+        return [f for f in self.files(sid) if f.reason in DUMP_REASONS]
 
     def _records(self, query: str, params: list[Any]) -> list[SessionRecord]:
         boot_id = _read_boot_id()

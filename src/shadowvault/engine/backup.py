@@ -34,6 +34,7 @@ from typing import Any, Literal
 from pyfastcdc import FastCDC
 
 from shadowvault import __version__
+from shadowvault.config import DatabaseServer
 from shadowvault.errors import FatalError, SnapshotError
 from shadowvault.fs import (
     ExcludeMatcher,
@@ -67,6 +68,7 @@ from .events import (
     SessionSummary,
     Warning_,
 )
+from .hotbackup.dumps import DatabaseDumps, DumpResult, virtual_dir
 from .housekeeping import tidy_temp_files
 from .nodes import node_from_meta, node_outcome, unchanged
 from .parent import choose_parent, indexed_tree
@@ -122,6 +124,10 @@ class BackupOptions:
     # Asked between files: a request ends the walk, files waiting for a retry are given up and
     # what was saved is committed as a snapshot tagged "partial" (the next run's parent).
     stop_when: Callable[[], StopRequest | None] | None = None
+    # Database servers dumped into this snapshot, and those other sets of the run dump (whose
+    # live data directories are left out of this set's sources too).
+    databases: list[DatabaseServer] = field(default_factory=list)
+    run_databases: list[DatabaseServer] = field(default_factory=list)
 
 
 @dataclass
@@ -189,6 +195,7 @@ class BackupSession:
         self._added = [0, 0]
         self._added_lock = threading.Lock()
         self.sources = sorted({_abs(s) for s in options.sources})
+        self.paths = sorted(set(self.sources) | {virtual_dir(d) for d in options.databases})
         excludes = list(options.excludes)
         if options.use_default_excludes:
             excludes = self._builtin_excludes() + excludes
@@ -236,6 +243,7 @@ class BackupSession:
             root = PendingDir(
                 meta=None, parent=None, slot=0, parent_nodes=parent_root, parent_tree=parent_tree
             )
+            self._dump_databases(root)
             self._backup_sources(root, snaps)
             self._drain_retries()
             self._wait_inflight(0)
@@ -246,7 +254,7 @@ class BackupSession:
         snap = Snapshot(
             time=int(start * 1e9),
             tree=self.builder.root_id,
-            paths=list(self.sources),
+            paths=list(self.paths),
             hostname=self.opt.host or socket.gethostname(),
             username=getpass.getuser(),
             uid=os.getuid(),
@@ -288,7 +296,7 @@ class BackupSession:
             return None, None
         host = self.opt.host or socket.gethostname()
         return choose_parent(
-            repo=self.repo, host=host, sources=self.sources, ref=self.opt.parent, warn=self._warn
+            repo=self.repo, host=host, sources=self.paths, ref=self.opt.parent, warn=self._warn
         )
 
     def _children(self, tree_id: bytes | None) -> dict[str, Node] | None:
@@ -296,6 +304,33 @@ class BackupSession:
             return None
         indexed_tree(self.repo, tree_id)  # written by a session that finished after our index load
         return {n.name: n for n in self.repo.load_tree(tree_id).nodes}
+
+    # ----- database dumps (engine.hotbackup) ----------------------------------------------------
+
+    def _dump_databases(self, root: PendingDir) -> None:
+        """Dump the set's servers into ``/.shadowvault/…`` and leave their live data directories
+        out of the sources (the dump is their consistent copy)."""
+        if not (self.opt.databases or (self.opt.run_databases and self.sources)):
+            return
+        with DatabaseDumps(
+            self.opt.databases,
+            chunker=self._chunker,
+            submit=self._submit,
+            warn=self._warn,
+            progress=self._maybe_progress,
+        ) as dumps:
+            excluded = dumps.exclusions(self.sources, self.opt.run_databases)
+            self.opt = dataclasses.replace(self.opt, excluded_paths=[*self.opt.excluded_paths, *excluded])
+            for result in dumps.dump_into(root, self.builder):
+                self._record_dump(result)
+
+    def _record_dump(self, r: DumpResult) -> None:
+        data = r.outcome()
+        self.counts.add_class(r.classification)
+        self.counts.files_read += 1
+        self.counts.bytes_read += r.size
+        self.outcomes.append({"path": r.path, **data})  # ok dumps too: report shows size and version
+        self.sink(FileDone(r.path, r.size, data, reused=False))
 
     # ----- walking ------------------------------------------------------------------------------
 

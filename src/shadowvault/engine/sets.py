@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowvault import interrupts
-from shadowvault.config import BackupSet, Config, EffectiveSet
+from shadowvault.config import DATABASE_TYPES, BackupSet, Config, EffectiveSet
 from shadowvault.errors import ConfigError, ShadowvaultError, UsageError
 from shadowvault.fs import default_excludes
 from shadowvault.openfiles import RetryPolicy, Strategy
@@ -122,9 +122,10 @@ def backup_options(
     A named set's snapshots carry its name as a tag, so ``snapshots --tag NAME`` and retention
     per set can find them.
     """
-    if bset.type != "files":
+    if bset.type not in ("files", *DATABASE_TYPES):
         raise ConfigError(
-            f"set {bset.name!r} has type {bset.type!r}: only 'files' sets can be backed up so far"
+            f"set {bset.name!r} has type {bset.type!r}: only 'files', 'postgresql' and 'mariadb' sets "
+            "can be backed up so far"
         )
     tags = list(bset.tags)
     if bset.name and bset.name not in tags:
@@ -148,6 +149,7 @@ def backup_options(
         set_name=bset.name or None,
         excluded_paths=list(excluded_paths or []),
         workers=workers,
+        databases=bset.database_servers(),
     )
 
 
@@ -196,7 +198,8 @@ class ActivityRecorder:
         if isinstance(event, FileDone):
             cls = str(event.outcome.get("class", "ok"))
             self.counts[cls] = self.counts.get(cls, 0) + 1
-            if self.detailed or event.outcome.get("class") not in (None, "ok"):
+            # Database dumps are always logged: size, duration and server version belong there.
+            if self.detailed or event.outcome.get("class") not in (None, "ok") or "dump" in event.outcome:
                 outcome: dict[str, Any] = {"class": "ok", **event.outcome}
                 if event.reused:
                     outcome.setdefault("reason", "unchanged")

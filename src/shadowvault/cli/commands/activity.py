@@ -11,10 +11,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from shadowvault.engine.activity import ActivityLog, SessionRecord, log_path
+from shadowvault.engine.activity import ActivityLog, FileRecord, SessionRecord, log_path
 
 from ..app import App, state_dir
-from ..render import human_bytes
+from ..render import dump_line, human_bytes
 
 HELP = "list backup sessions from the activity log"
 
@@ -61,13 +61,20 @@ def session_json(r: SessionRecord) -> dict[str, Any]:
 def run(app: App, args: argparse.Namespace) -> int:
     """Newest first: id, set, start, status, counts per class, snapshot, exit code."""
     path = activity_log(app)
+    dumps: dict[int, list[FileRecord]] = {}
     if not path.exists():
         records: list[SessionRecord] = []
     else:
         with ActivityLog(path) as log:
             records = log.sessions(args.set_name, limit=args.limit)
+            dumps = {r.id: log.dumps(r.id) for r in records}
     if app.json:
-        app.emit([session_json(r) for r in records])
+        app.emit(
+            [
+                {**session_json(r), "dumps": [{"path": d.path, **d.detail} for d in dumps.get(r.id, [])]}
+                for r in records
+            ]
+        )
         return 0
     app.print(
         f"{'ID':>5}  {'Repository':<10} {'Set':<14} {'Started':<19} {'Status':<12} "
@@ -82,5 +89,7 @@ def run(app: App, args: argparse.Namespace) -> int:
             f"{r.status:<12} {counts:<18} "
             f"{human_bytes(r.bytes_read):>10}  {snap}"
         )
+        for d in dumps.get(r.id, []):
+            app.print(f"       {d.classification:<8} {dump_line(d.path, d.detail.get('dump') or {})}")
     app.print(f"{len(records)} sessions in {path}")
     return 0

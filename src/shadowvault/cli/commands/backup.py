@@ -95,7 +95,7 @@ def selected_sets(args: argparse.Namespace, config: Config | None) -> list[Effec
     chosen = choose_sets(config, args.sets, all_sets=args.all_sets, paths=args.paths)
     result = [_overrides(args, eff) for eff in chosen]
     for eff in result:
-        if not eff.values.sources:
+        if not eff.values.sources and not eff.values.database_servers():
             raise UsageError(f"set {eff.values.name!r} has no sources: add sources = [...] to it")
     return result
 
@@ -119,6 +119,8 @@ def run(app: App, args: argparse.Namespace) -> int:
         )
         for eff in runs
     ]
+    for opts in options:  # live data directories of every dumped server are left out of file sets
+        opts.run_databases = [d for other in options if other is not opts for d in other.databases]
     # Opening the repository is mostly waiting (key derivation, the lock's settling pause, the
     # index); the sources' metadata is read into the cache meanwhile.
     prewarm = MetadataPrewarm([s for opts in options for s in opts.sources])

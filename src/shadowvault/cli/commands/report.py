@@ -13,6 +13,7 @@ from shadowvault.engine.activity import ActivityLog
 from shadowvault.errors import UsageError
 
 from ..app import App
+from ..render import dump_line
 from .activity import activity_log, session_json
 
 HELP = "show the suspect and failed files of a session or snapshot"
@@ -40,6 +41,7 @@ def _row(path: str, data: dict[str, Any]) -> dict[str, Any]:
         "message": data.get("message"),
         "attempts": len(attempts) if isinstance(attempts, list) else attempts,
         "writers": list(data.get("writers") or []),
+        "dump": data.get("dump"),  # database dumps: size, duration, server version
     }
 
 
@@ -51,7 +53,10 @@ def _from_session(app: App, sid: int, everything: bool) -> dict[str, Any]:
         record = log.session(sid)
         if record is None:
             raise UsageError(f"no session {sid} in the activity log {path}: see `shadowvault activity`")
-        files = log.files(sid, None if everything else _PROBLEMS)
+        # Database dumps are listed whatever their class (size, duration, server version).
+        files = [
+            f for f in log.files(sid) if everything or f.classification in _PROBLEMS or "dump" in f.detail
+        ]
     return {
         "session": session_json(record),
         "snapshot_id": record.snapshot_id,
@@ -72,7 +77,9 @@ def _from_snapshot(app: App, ref: str, everything: bool) -> dict[str, Any]:
     if not isinstance(extra, dict):
         extra = {}
         app.warn(f"snapshot {sid[:8]} was not written by shadowvault: it records no file outcomes")
-    outcomes = [o for o in extra.get("outcomes", []) if everything or o.get("class") in _PROBLEMS]
+    outcomes = [
+        o for o in extra.get("outcomes", []) if everything or o.get("class") in _PROBLEMS or "dump" in o
+    ]
     return {
         "session": None,
         "snapshot_id": sid,
@@ -105,13 +112,18 @@ def run(app: App, args: argparse.Namespace) -> int:
     if app.json:
         app.emit(report)
         return 0
-    files = report["files"]
+    files = [f for f in report["files"] if f["class"] in _PROBLEMS or not f["dump"]]
     if files:
         width = min(max(len(f["path"]) for f in files), 60)
         app.print(f"{'Class':<8} {'Path':<{width}} {'Attempts':>8}  {'Writer':<24} Reason")
         for f in files:
             why = f["message"] or f["reason"] or ""
             app.print(f"{f['class']:<8} {f['path']:<{width}} {f['attempts']:>8}  {_writers(f):<24} {why}")
+    dumps = [f for f in report["files"] if f["dump"]]
+    if dumps:
+        app.print("Database dumps:")
+        for f in dumps:
+            app.print(f"  {f['class']:<8} {dump_line(f['path'], f['dump'])}")
     counts = report["summary"] or {}
     session = f"session {report['session']['id']}, " if report["session"] else ""
     snap = (report["snapshot_id"] or "none")[:8]

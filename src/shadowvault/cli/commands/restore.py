@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from shadowvault.engine.restore import RestoreOptions, RestoreSession
+from shadowvault.errors import UsageError
 
 from ..app import App
+from ..dbrestore import add_database_arguments, run_database
 
 HELP = "restore a snapshot"
 
@@ -14,7 +16,7 @@ HELP = "restore a snapshot"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Snapshot, target and selection."""
     p.add_argument("snapshot", help="snapshot id, unique prefix, or 'latest'")
-    p.add_argument("-t", "--target", required=True, help="directory to restore into")
+    p.add_argument("-t", "--target", help="directory to restore into")
     p.add_argument("--include", action="append", default=[], help="restore only paths matching this glob")
     p.add_argument("--exclude", action="append", default=[], help="do not restore paths matching this glob")
     p.add_argument("--overwrite", action="store_true", help="replace files that already exist in the target")
@@ -26,10 +28,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
     group.add_argument("--skip-suspect", action="store_true", help="leave out files backed up as suspect")
     group.add_argument("--only-suspect", action="store_true", help="restore only files backed up as suspect")
+    add_database_arguments(p)
 
 
 def run(app: App, args: argparse.Namespace) -> int:
     """Restore; exit 3 if some entries could not be restored or already existed."""
+    if args.database:
+        return run_database(app, args)
+    if not args.target:
+        raise UsageError(
+            "restore needs --target DIR (or --database NAME to load a stored dump into its server)"
+        )
     repo = app.open_repo()
     options = RestoreOptions(
         target=args.target,

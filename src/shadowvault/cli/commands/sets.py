@@ -13,6 +13,7 @@ from shadowvault.engine.timing import timing_of
 from shadowvault.errors import UsageError
 
 from ..app import App
+from ..dumpinfo import database_info, database_lines
 
 HELP = "list backup sets, or show one set's effective settings"
 
@@ -91,12 +92,15 @@ def _show(app: App, config: Config, eff: EffectiveSet) -> int:
                 "options": {k: {"value": _value(eff, k), "origin": o} for k, o in eff.origin.items()},
                 "next_run": _next_run(eff),
                 "builtin_excludes": builtin if eff.values.use_default_excludes else None,
+                "databases": database_info(eff),
             }
         )
         return 0
     app.print(f"set {eff.values.name} ({config.path})")
     for key, shown, origin, _help in eff.rows():
         app.print(f"  {key:<24} {shown:<40} [{origin}]")
+    for line in database_lines(eff):
+        app.print(line)
     if not eff.values.use_default_excludes:
         app.print("built-in exclusions: off (use_default_excludes = false)")
         return 0

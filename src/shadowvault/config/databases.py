@@ -1,0 +1,167 @@
+"""Database servers a backup set dumps: ``type = "postgresql" | "mariadb"`` sets and the
+``databases = [{...}]`` entries of file-system sets (mixed sets).
+
+Two shapes of the one ``databases`` key, told apart by the set's type:
+
+* in a ``postgresql`` / ``mariadb`` set, a list of database names or the string ``"all"`` (every
+  database the server lists, minus templates and system schemas); the connection keys
+  (``host``, ``port``, ``socket``, ``user``, ``password_file``, ``options``) sit beside it;
+* in a ``files`` set, a list of tables, each one server with the same keys plus its ``type``:
+  ``databases = [{ type = "postgresql", port = 5432, databases = ["app"] }]``.
+
+Passwords are never configuration values: ``password_file`` names a file holding one, else the
+tools' own mechanisms apply (``~/.pgpass`` / ``$PGPASSFILE``, ``~/.my.cnf``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DATABASE_TYPES",
+    "ENTRY_KEYS",
+    "DatabaseServer",
+    "check_databases_value",
+    "servers_of",
+    "type_problem",
+]
+
+DATABASE_TYPES: tuple[str, ...] = ("postgresql", "mariadb")
+ENTRY_KEYS: tuple[str, ...] = (
+    "type",
+    "host",
+    "port",
+    "socket",
+    "user",
+    "password_file",
+    "databases",
+    "options",
+)
+ALL = "all"
+
+
+@dataclass(frozen=True)
+class DatabaseServer:
+    """One server to dump: ``databases`` empty means every database the server lists."""
+
+    type: str
+    host: str | None = None
+    port: int = 0
+    socket: str | None = None
+    user: str | None = None
+    password_file: str | None = None
+    databases: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    set_name: str = ""
+
+    @property
+    def all_databases(self) -> bool:
+        """True when every database of the server is dumped."""
+        return not self.databases
+
+
+def _names_problem(raw: Any) -> str | None:
+    if raw == ALL:
+        return None
+    if not isinstance(raw, list) or not raw or not all(isinstance(v, str) and v for v in raw):
+        return 'must be "all" or a non-empty list of database names'
+    return None
+
+
+def _entry_problem(i: int, entry: dict[str, Any]) -> str | None:
+    for key, value in entry.items():
+        if key not in ENTRY_KEYS:
+            return f"entry {i + 1} has unknown key {key!r}: allowed {', '.join(ENTRY_KEYS)}"
+        if key == "type" and value not in DATABASE_TYPES:
+            return f"entry {i + 1}: type must be one of {', '.join(DATABASE_TYPES)}"
+        if key == "port" and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535
+        ):
+            return f"entry {i + 1}: port must be an integer 0–65535"
+        if key in ("host", "socket", "user", "password_file") and not isinstance(value, str):
+            return f"entry {i + 1}: {key} must be a string"
+        if key == "options" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            return f"entry {i + 1}: options must be a list of strings"
+        if key == "databases" and _names_problem(value):
+            return f"entry {i + 1}: databases {_names_problem(value)}"
+    if "type" not in entry:
+        return f"entry {i + 1} needs type = {' or '.join(repr(t) for t in DATABASE_TYPES)}"
+    return None
+
+
+def check_databases_value(raw: Any) -> tuple[Any, str | None]:
+    """Validate the ``databases`` key in either shape (the set's type is checked on merge)."""
+    if raw == ALL:
+        return ALL, None
+    if isinstance(raw, list) and raw and all(isinstance(v, dict) for v in raw):
+        for i, entry in enumerate(raw):
+            problem = _entry_problem(i, entry)
+            if problem:
+                return raw, problem
+        return [dict(e) for e in raw], None
+    if isinstance(raw, list) and not raw:
+        return [], None
+    problem = _names_problem(raw)
+    return (raw, problem) if problem else (list(raw), None)
+
+
+def type_problem(set_type: str, databases: Any, sources: list[str]) -> str | None:
+    """Whether ``databases`` fits a set of ``set_type`` (names in server sets, tables in files sets)."""
+    tables = isinstance(databases, list) and any(isinstance(v, dict) for v in databases)
+    if set_type in DATABASE_TYPES:
+        if not databases:
+            return f'a {set_type} set needs databases = ["name", ...] or "all"'
+        if tables:
+            return f'in a {set_type} set, databases lists database names or "all", not tables'
+        if sources:
+            return f"a {set_type} set has no sources: list the databases, or use a files set with databases"
+        return None
+    if set_type == "files" and databases and not tables:
+        return (
+            'in a files set, databases are tables naming a server: databases = [{ type = "postgresql", '
+            'databases = ["app"] }]'
+        )
+    return None
+
+
+def _names(raw: Any) -> tuple[str, ...]:
+    return () if raw == ALL else tuple(raw or ())
+
+
+def servers_of(
+    set_name: str,
+    set_type: str,
+    databases: Any,
+    *,
+    host: str | None = None,
+    port: int = 0,
+    socket: str | None = None,
+    user: str | None = None,
+    password_file: str | None = None,
+    options: list[str] | tuple[str, ...] = (),
+) -> list[DatabaseServer]:
+    """The servers a set dumps: the set's own connection (server sets) or its entries (files sets)."""
+    if set_type in DATABASE_TYPES:
+        return [
+            DatabaseServer(
+                set_type, host, port, socket, user, password_file, _names(databases), tuple(options), set_name
+            )
+        ]
+    if set_type != "files" or not isinstance(databases, list):
+        return []
+    return [
+        DatabaseServer(
+            type=e["type"],
+            host=e.get("host"),
+            port=int(e.get("port", 0)),
+            socket=e.get("socket"),
+            user=e.get("user"),
+            password_file=e.get("password_file"),
+            databases=_names(e.get("databases", ALL)),
+            options=tuple(e.get("options", ())),
+            set_name=set_name,
+        )
+        for e in databases
+        if isinstance(e, dict)
+    ]
