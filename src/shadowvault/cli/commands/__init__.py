@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import activity, backup, cat, check, init, ls, report, restore, sets, snapshots
+from . import activity, backup, cat, check, forget, init, ls, prune, report, restore, sets, snapshots
 
 COMMANDS: dict[str, ModuleType] = {
     "init": init,
@@ -17,4 +17,6 @@ COMMANDS: dict[str, ModuleType] = {
     "cat": cat,
     "activity": activity,
     "sets": sets,
+    "forget": forget,
+    "prune": prune,
 }
