@@ -19,7 +19,7 @@ from shadowvault.repo.policy import Duration, KeepPolicy, Rules, parse_duration,
 
 from ..app import App
 from ..progress import PhaseProgress
-from .prune import add_prune_arguments, prune_options, report
+from .prune import add_prune_arguments, pack_size, prune_options, report
 
 HELP = "remove snapshots according to a retention policy"
 _COUNTS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
@@ -124,7 +124,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--group-by: {exc}") from None
     prune = prune_options(args, dry_run=args.dry_run) if args.prune else None
-    repo = app.open_repo()
+    repo = app.open_repo(pack_size=pack_size(args))
     progress = PhaseProgress(app)
     results: list[tuple[str, ForgetResult]] = []
     try:
@@ -160,6 +160,8 @@ def _show(app: App, name: str, r: ForgetResult, policy: KeepPolicy) -> None:
     for group in r.refused:
         app.warn(f"the policy keeps no snapshot of the group {group}: a real run refuses to forget it")
     if app.json:
+        if r.prune is not None:
+            report(app, r.prune, dry_run=r.dry_run)
         return
     if name:
         app.print(f"set {name}:")

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from shadowvault.errors import UsageError
+from shadowvault.repo import DEFAULT_PACK_SIZE
 from shadowvault.repo.maintenance import PruneOptions, PruneStats, prune
 
 from ..app import App
@@ -46,6 +47,9 @@ def add_prune_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-repack-size", help="repack at most this much (e.g. 2G)")
     p.add_argument("--repack-small", action="store_true", help="also merge packs below 80%% of the pack size")
+    p.add_argument(
+        "--pack-size", type=int, default=None, help="target size in MiB of repacked packs (default 16)"
+    )
 
 
 def prune_options(args: argparse.Namespace, *, dry_run: bool) -> PruneOptions:
@@ -56,6 +60,15 @@ def prune_options(args: argparse.Namespace, *, dry_run: bool) -> PruneOptions:
         repack_small=args.repack_small,
         dry_run=dry_run,
     )
+
+
+def pack_size(args: argparse.Namespace) -> int:
+    """Target pack size in bytes from --pack-size (MiB)."""
+    if args.pack_size is None:
+        return DEFAULT_PACK_SIZE
+    if not 1 <= args.pack_size <= 128:
+        raise UsageError("--pack-size must be between 1 and 128 MiB")
+    return int(args.pack_size) * 1024 * 1024
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -105,7 +118,7 @@ def report(app: App, s: PruneStats, *, dry_run: bool) -> None:
 def run(app: App, args: argparse.Namespace) -> int:
     """Prune under an exclusive lock (a dry run takes a shared one)."""
     options = prune_options(args, dry_run=args.dry_run)
-    repo = app.open_repo()
+    repo = app.open_repo(pack_size=pack_size(args))
     progress = PhaseProgress(app)
     try:
         with repo.lock(exclusive=not args.dry_run):
