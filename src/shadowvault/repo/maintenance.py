@@ -134,6 +134,24 @@ def used_blobs(
     return used, len(snaps)
 
 
+def unused_data(repo: Repository) -> tuple[int, int]:
+    """(blobs, stored bytes) the index holds that no snapshot references (run on a sound repository).
+
+    Interrupted backups leave such data (their packs are indexed at checkpoints so the next
+    backup reuses them); ``prune`` gives it back.
+    """
+    used, _ = used_blobs(repo)
+    count = size = 0
+    for pid in repo.index.pack_ids():
+        for b in repo.index.pack_blobs(pid):
+            if b.id in used[b.type]:
+                used[b.type].discard(b.id)  # a second copy elsewhere is unused
+            else:
+                count += 1
+                size += b.length
+    return count, size
+
+
 @dataclass
 class PrunePlan:
     """What prune will do; built without touching the repository."""
