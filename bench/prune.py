@@ -38,6 +38,7 @@ def mutate(root: Path, generation: int, seed: int) -> None:
     rng = random.Random(seed * 1000 + generation)
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "MANIFEST.json")
     small = [p for p in files if p.stat().st_size <= 64 * 1024]
+    big = [p for p in files if p.stat().st_size > 64 * 1024]
     for p in rng.sample(small, max(1, len(small) // 20)):
         p.write_bytes(rng.randbytes(p.stat().st_size))
     for p in rng.sample(small, max(1, len(small) // 200)):
@@ -45,7 +46,6 @@ def mutate(root: Path, generation: int, seed: int) -> None:
             p.unlink()
     for i in range(max(1, len(small) // 200)):
         (root / f"added-{generation}-{i}.bin").write_bytes(rng.randbytes(rng.randrange(1024, 65536)))
-    big = [p for p in files if p.stat().st_size > 64 * 1024]
     if big:
         victim = rng.choice(big)
         size = victim.stat().st_size

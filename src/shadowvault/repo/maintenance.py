@@ -317,7 +317,10 @@ def execute_prune(repo: Repository, plan: PrunePlan, on_progress: PruneProgress 
     stats.new_packs = sorted(p.hex() for p, _ in new_packs)
     stats.written_bytes = written[0]
 
-    old_index = [name for name, _ in repo.list_files(FileType.INDEX)]
+    # Packs that only leave the index (unused or repacked) need a new index; unindexed packs do
+    # not, so a prune that only removes those leaves the index files alone.
+    reindex = bool(plan.repack or stats.deleted_packs)
+    old_index = [name for name, _ in repo.list_files(FileType.INDEX)] if reindex else []
     written_names: set[str] = set()
 
     def all_entries() -> Iterator[tuple[bytes, Sequence[PackedBlob]]]:
@@ -325,7 +328,7 @@ def execute_prune(repo: Repository, plan: PrunePlan, on_progress: PruneProgress 
             yield pid, repo.index.pack_blobs(pid)
         yield from new_packs
 
-    for f in _index_files(all_entries(), [bytes.fromhex(n) for n in old_index]):
+    for f in _index_files(all_entries(), [bytes.fromhex(n) for n in old_index]) if reindex else ():
         written_names.add(repo.save_unpacked(FileType.INDEX, f.to_json()).hex())
         stats.written_index_files += 1
         if on_progress is not None:
