@@ -139,6 +139,7 @@ def apply_retention(
     dry_run: bool = False,
     prune_after: PruneOptions | None = None,
     locked: bool = False,
+    on_prune_progress: PruneProgress | None = None,
 ) -> ForgetResult | None:
     """Apply one backup set's ``retention`` to that set's snapshots; None when it has none.
 
@@ -150,7 +151,7 @@ def apply_retention(
         return None
     flt = SnapshotFilter(tags=((bset.name,),)) if bset.name else SnapshotFilter()
     options = ForgetOptions(policy=policy, filter=flt, dry_run=dry_run, prune=prune_after)
-    return forget_snapshots(repo, options, locked=locked)
+    return forget_snapshots(repo, options, locked=locked, on_prune_progress=on_prune_progress)
 
 
 def explain_policy(

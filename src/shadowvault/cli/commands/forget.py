@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 
 from shadowvault.engine.retention import (
     ForgetOptions,
     ForgetResult,
     SnapshotFilter,
     apply_retention,
-    explain_policy,
     forget_snapshots,
     restic_json,
 )
@@ -18,13 +16,13 @@ from shadowvault.errors import UsageError
 from shadowvault.repo.policy import Duration, KeepPolicy, Rules, parse_duration, parse_group_by
 
 from ..app import App
+from ..forget_render import EVERY, show_explain, show_forget
 from ..progress import PhaseProgress
-from .prune import add_prune_arguments, pack_size, prune_options, report
+from .prune import add_prune_arguments, pack_size, prune_options
 
 HELP = "remove snapshots according to a retention policy"
 _COUNTS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 _WINDOWS = ("", "hourly", "daily", "weekly", "monthly", "yearly")
-_EVERY = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--explain", action="store_true", help="show which of a year of future snapshots the policy keeps"
     )
     p.add_argument(
-        "--explain-every", choices=sorted(_EVERY), default="day", help="snapshot interval for --explain"
+        "--explain-every", choices=sorted(EVERY), default="day", help="snapshot interval for --explain"
     )
     p.add_argument(
         "--restic-rules",
@@ -118,7 +116,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     policy = policy_from_args(args)
     rules = Rules(args.restic_rules)
     if args.explain:
-        return _explain(app, policy, args, rules)
+        return show_explain(app, policy, args.explain_every, rules)
     try:
         group_by = parse_group_by(args.group_by)
     except ValueError as exc:
@@ -138,7 +136,9 @@ def run(app: App, args: argparse.Namespace) -> int:
                 raise UsageError("--set needs a configuration file: pass --config or set SHADOWVAULT_CONFIG")
             for name in cfg.set_names() if args.all_sets else args.sets:
                 bset = cfg.effective(name).values
-                done = apply_retention(repo, bset, dry_run=args.dry_run, prune_after=prune)
+                done = apply_retention(
+                    repo, bset, dry_run=args.dry_run, prune_after=prune, on_prune_progress=progress
+                )
                 if done is None:
                     app.info(f"set {name!r} has no retention rules: nothing forgotten")
                 else:
@@ -152,59 +152,5 @@ def run(app: App, args: argparse.Namespace) -> int:
     if app.json:
         app.emit(restic_json([g for _, r in results for g in r.groups]))
     for name, r in results:
-        _show(app, name, r, policy)
-    return 0
-
-
-def _show(app: App, name: str, r: ForgetResult, policy: KeepPolicy) -> None:
-    for group in r.refused:
-        app.warn(f"the policy keeps no snapshot of the group {group}: a real run refuses to forget it")
-    if app.json:
-        if r.prune is not None:
-            report(app, r.prune, dry_run=r.dry_run)
-        return
-    if name:
-        app.print(f"set {name}:")
-    elif not policy.empty():
-        app.info(f"Applying policy: {policy.describe()}")
-    for g in r.groups:
-        app.print(f"snapshots of {g.key.describe()}: keep {len(g.keep)}, remove {len(g.remove)}")
-        reasons = {k.snapshot_id: k.matches for k in g.reasons}
-        for sid, s in g.keep:
-            when = datetime.fromtimestamp(s.time / 1e9).strftime("%Y-%m-%d %H:%M:%S")
-            app.print(f"  keep   {sid[:8]}  {when}  {', '.join(reasons.get(sid, ()))}")
-        for sid, s in g.remove:
-            when = datetime.fromtimestamp(s.time / 1e9).strftime("%Y-%m-%d %H:%M:%S")
-            app.print(f"  remove {sid[:8]}  {when}")
-    verb = "would remove" if r.dry_run else "removed"
-    app.print(f"{verb} {len(r.removed)} snapshots")
-    if r.prune is not None:
-        report(app, r.prune, dry_run=r.dry_run)
-
-
-def _explain(app: App, policy: KeepPolicy, args: argparse.Namespace, rules: Rules) -> int:
-    if policy.empty():
-        raise UsageError("--explain needs a policy: give --keep-* flags")
-    g = explain_policy(policy, every_s=_EVERY[args.explain_every], rules=rules)
-    total = len(g.keep) + len(g.remove)
-    if app.json:
-        app.emit(
-            {
-                "policy": policy.describe(),
-                "snapshots": total,
-                "keep": [
-                    {
-                        "time": datetime.fromtimestamp(s.time / 1e9).astimezone().isoformat(),
-                        "matches": list(r.matches),
-                    }
-                    for (_, s), r in zip(g.keep, g.reasons, strict=True)
-                ],
-            }
-        )
-        return 0
-    app.print(f"{policy.describe()}")
-    app.print(f"one snapshot every {args.explain_every} for a year ({total} snapshots): {len(g.keep)} kept")
-    for (_, s), r in zip(g.keep, g.reasons, strict=True):
-        when = datetime.fromtimestamp(s.time / 1e9).strftime("%Y-%m-%d %H:%M %a")
-        app.print(f"  {when}  {', '.join(r.matches)}")
+        show_forget(app, name, r, policy)
     return 0
