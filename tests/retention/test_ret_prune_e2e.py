@@ -223,3 +223,52 @@ def test_prune_refuses_while_a_backup_holds_the_lock(
     sv("prune", repo=repo)
     restic("check", "--read-data", repo=repo)
     assert len(json.loads(restic("snapshots", "--json", repo=repo).stdout)) == len(gens) + 1
+
+
+def test_restic_and_prune_honour_each_others_locks(history: tuple[Path, Path, list], tmp_path: Path) -> None:
+    source_repo, src, _gens = history
+    repo = tmp_path / "repo"
+    shutil.copytree(source_repo, repo)
+    # restic holds a shared lock while `backup --stdin` waits for its input.
+    holder = subprocess.Popen(
+        ["restic", "--no-cache", "backup", "--stdin", "--stdin-filename", "x"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(repo),
+    )
+    try:
+        for _ in range(1000):
+            if os.listdir(repo / "locks"):
+                break
+            subprocess.run(["sleep", "0.02"], check=True)
+        p = sv("prune", repo=repo, check=False)
+        assert p.returncode == 1 and "locked" in p.stderr and str(holder.pid) in p.stderr, p.stderr
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write(b"data\n")
+        holder.stdin.close()
+        holder.wait(timeout=120)
+    assert holder.returncode == 0
+    # Our prune's exclusive lock, held while it is stopped: restic refuses to back up.
+    sv("forget", "--keep-last", "1", repo=repo)
+    pruner = subprocess.Popen(
+        [sys.executable, "-m", "shadowvault", "prune", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env(repo),
+    )
+    assert pruner.stdout is not None
+    try:
+        pruner.stdout.readline()  # the first status line: the lock is held
+        os.kill(pruner.pid, signal.SIGSTOP)
+        r = restic("backup", str(src), repo=repo, check=False)
+        assert r.returncode != 0 and "locked exclusively" in r.stderr, r.stderr
+    finally:
+        os.kill(pruner.pid, signal.SIGCONT)
+        pruner.stdout.read()
+        pruner.stdout.close()
+        pruner.wait(timeout=300)
+    assert pruner.returncode == 0
+    restic("check", "--read-data", repo=repo)
