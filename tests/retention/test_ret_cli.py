@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +17,7 @@ import pytest
 from conftest import require_binary
 from shadowvault.engine.retention import explain_policy
 from shadowvault.repo.policy import KeepPolicy
-from treeutil import restic, sv
+from treeutil import env, restic, sv
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +116,60 @@ def test_explain_previews_a_year() -> None:
     ]
     text = sv("forget", "--explain", "--explain-every", "week", "--keep-monthly", "3").stdout
     assert "monthly snapshot" in text and "52 snapshots" in text
+
+
+def test_check_reports_what_an_interrupted_backup_left_and_prune_removes_it(tmp_path: Path) -> None:
+    require_binary("restic")
+    repo, src = tmp_path / "repo", tmp_path / "src"
+    src.mkdir()
+    for i in range(12):
+        (src / f"f{i:02d}.bin").write_bytes(os.urandom(1024 * 1024))
+    held = src / "zz-held.log"  # held open for writing: the session waits for its retry, then is killed
+    held.write_text("held\n")
+    sv("init", repo=repo)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; f = open(sys.argv[1], 'ab'); time.sleep(300)", str(held)]
+    )
+    backup = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "shadowvault",
+            "backup",
+            "--pack-size",
+            "1",
+            "--open-files",
+            "deny-write",
+            "--retry-times",
+            "3",
+            "--retry-interval",
+            "60",
+            str(src),
+        ],
+        env=env(repo),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while (
+            not [n for n in os.listdir(repo / "index") if not n.startswith(".")]
+            and time.monotonic() < deadline
+        ):
+            assert backup.poll() is None, "the backup ended before it could be interrupted"
+            time.sleep(0.02)
+        backup.kill()
+        backup.wait(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not os.listdir(repo / "snapshots")
+    out = sv("check", repo=repo)
+    assert "referenced by no snapshot" in out.stdout and "no errors were found" in out.stdout
+    before = json.loads(sv("check", "--json", repo=repo).stdout.splitlines()[-1])
+    assert before["problems"] == 0 and before["unused_bytes"] >= 8 * 1024 * 1024
+    sv("prune", repo=repo)
+    after = json.loads(sv("check", "--json", repo=repo).stdout.splitlines()[-1])
+    assert after["unused_blobs"] == 0 and after["unindexed_packs"] == 0
+    assert not [n for n in os.listdir(repo / "data") if os.listdir(repo / "data" / n)]
+    restic("check", "--read-data", repo=repo)

@@ -81,6 +81,8 @@ class PruneStats:
     written_bytes: int = 0
     removed_index_files: list[str] = field(default_factory=list)
     written_index_files: int = 0
+    stale_locks_removed: list[str] = field(default_factory=list)
+    """Locks of dead processes on this host (or unrefreshed for 30 min) that prune cleared."""
     freed_bytes: int = 0
     """Bytes deleted minus bytes written (a dry run estimates the written part as the used
     blobs copied plus a pack header)."""
@@ -367,4 +369,8 @@ def prune(
     plan = plan_prune(repo, opts, skip_snapshots=assume_forgotten, on_progress=on_progress)
     if opts.dry_run:
         return plan.stats
-    return execute_prune(repo, plan, on_progress)
+    stats = execute_prune(repo, plan, on_progress)
+    # Locks left by killed processes (a backup or prune killed mid-run) go too, so restic, which
+    # honours every lock until `restic unlock`, can use the repository again.
+    stats.stale_locks_removed = repo.remove_stale_locks()
+    return stats

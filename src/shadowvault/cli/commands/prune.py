@@ -95,6 +95,7 @@ def stats_json(s: PruneStats) -> dict[str, Any]:
         "packs_written": len(s.new_packs),
         "index_files_written": s.written_index_files,
         "index_files_removed": len(s.removed_index_files),
+        "stale_locks_removed": len(s.stale_locks_removed),
         "freed_bytes": s.freed_bytes,
     }
 
@@ -113,6 +114,8 @@ def report(app: App, s: PruneStats, *, dry_run: bool) -> None:
     )
     app.print(f"unused after prune: {human_bytes(s.unused_after)}")
     app.print(f"{'would free' if dry_run else 'freed'} {human_bytes(max(s.freed_bytes, 0))}")
+    if s.stale_locks_removed:
+        app.print(f"removed {len(s.stale_locks_removed)} stale locks left by processes that no longer run")
 
 
 def run(app: App, args: argparse.Namespace) -> int:
