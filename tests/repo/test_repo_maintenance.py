@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -15,82 +14,19 @@ from shadowvault.errors import RepoError
 from shadowvault.repo import (
     BlobType,
     FileType,
-    KeepPolicy,
     LocalBackend,
     MemBackend,
     Repository,
-    Snapshot,
-    Tree,
-    apply_policy,
     check_repository,
     forget,
     prune,
 )
 from shadowvault.repo.ids import hash_bytes
+from shadowvault.repo.maintenance import PruneOptions
 
 HOUR = 3600 * 10**9
 DAY = 24 * HOUR
 T0 = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
-
-
-def _snap(t: int, host: str = "h", tags: list[str] | None = None) -> Snapshot:
-    return Snapshot(time=t, tree=b"\x00" * 32, paths=["/p"], hostname=host, tags=tags or [])
-
-
-def test_policy_rules() -> None:
-    snaps = [(f"{i:02d}", _snap(T0 + i * 6 * HOUR)) for i in range(12)]  # 4 per day, 3 days
-    keep, remove = apply_policy(snaps, KeepPolicy(last=2))
-    assert keep == ["11", "10"] and len(remove) == 10
-    keep, _ = apply_policy(snaps, KeepPolicy(daily=2))
-    assert keep == ["11", "07"]  # newest of each of the two newest days
-    keep, _ = apply_policy(snaps, KeepPolicy(within_ns=DAY))
-    assert keep == ["11", "10", "09", "08"]
-    tagged = [*snaps, ("t", _snap(T0 - 100 * DAY, tags=["keep"]))]
-    keep, _ = apply_policy(tagged, KeepPolicy(last=1, tags=frozenset({"keep"})))
-    assert keep == ["11", "t"]
-    # An empty policy forgets nothing.
-    assert apply_policy(snaps, KeepPolicy()) == ([s for s, _ in snaps], [])
-
-
-def test_policy_groups_by_host() -> None:
-    snaps = [("a1", _snap(T0, "a")), ("a2", _snap(T0 + 1, "a")), ("b1", _snap(T0, "b"))]
-    keep, remove = apply_policy(snaps, KeepPolicy(last=1))
-    assert sorted(keep) == ["a2", "b1"] and remove == ["a1"]
-
-
-def test_policy_matches_restic_forget(tmp_path: Path) -> None:
-    require_binary("restic")
-    path = tmp_path / "repo"
-    repo = Repository.init(LocalBackend(path), PASSWORD, kdf=FAST_KDF)
-    tree = repo.save_tree(Tree([]))
-    repo.flush()
-    rng = random.Random(7)
-    t = T0
-    for _ in range(40):
-        t += rng.choice([HOUR, 5 * HOUR, DAY, 3 * DAY, 9 * DAY])
-        repo.save_snapshot(Snapshot(time=t, tree=tree, paths=["/p"], hostname="h"))
-    snaps = repo.list_snapshots()
-    policy = KeepPolicy(last=3, daily=4, weekly=3, monthly=2, yearly=1)
-    keep, remove = apply_policy(snaps, policy)
-    out = restic(
-        path,
-        "forget",
-        "--dry-run",
-        "--json",
-        "--keep-last",
-        "3",
-        "--keep-daily",
-        "4",
-        "--keep-weekly",
-        "3",
-        "--keep-monthly",
-        "2",
-        "--keep-yearly",
-        "1",
-    ).stdout
-    (group,) = json.loads(out)
-    assert sorted(keep) == sorted(s["id"] for s in group["keep"])
-    assert sorted(remove) == sorted(s["id"] for s in group["remove"] or [])
 
 
 def test_prune_removes_forgotten_data_and_restic_agrees(tmp_path: Path) -> None:
@@ -153,6 +89,6 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
     sid = write_sample(repo, {"f": os.urandom(5000)}, time_ns=T0, tags=[])
     forget(repo, [sid])
     before = {ft: sorted(repo.backend.list(ft)) for ft in FileType}
-    stats = prune(repo, dry_run=True)
+    stats = prune(repo, PruneOptions(dry_run=True))
     assert len(stats.deleted_packs) == 2
     assert {ft: sorted(repo.backend.list(ft)) for ft in FileType} == before

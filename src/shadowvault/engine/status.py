@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from shadowvault.config import BackupSet, Config
 from shadowvault.errors import RepoError
-from shadowvault.repo import BlobType, FileType, Repository
+from shadowvault.repo import FileType, Repository
 from shadowvault.repo.maintenance import used_blobs
 
 from .activity import ActivityLog, FileRecord, SessionRecord, SessionStatus
@@ -336,8 +336,7 @@ def set_names(config: Config | None, log: ActivityLog | None) -> list[str]:
 
 def _unreferenced(repo: Repository, pack_sizes: dict[str, int]) -> int:
     """Bytes a prune could free: blobs no snapshot reaches (and second copies), unindexed packs."""
-    used = used_blobs(repo)
-    provided: set[tuple[BlobType, bytes]] = set()
+    used, _ = used_blobs(repo)
     unreferenced = 0
     indexed: set[str] = set()
     for pack_id in repo.index.pack_ids():
@@ -345,9 +344,8 @@ def _unreferenced(repo: Repository, pack_sizes: dict[str, int]) -> int:
         if pack_id.hex() not in pack_sizes:
             continue  # indexed but gone: a problem for `check`, not space a prune could free
         for b in repo.index.pack_blobs(pack_id):
-            key = (b.type, b.id)
-            if key in used and key not in provided:
-                provided.add(key)
+            if b.id in used[b.type]:
+                used[b.type].discard(b.id)  # a second copy elsewhere is unreferenced
             else:
                 unreferenced += b.length
     return unreferenced + sum(size for name, size in pack_sizes.items() if name not in indexed)

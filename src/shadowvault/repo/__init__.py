@@ -29,8 +29,9 @@ from shadowvault.repo.check import CheckProblem, check_repository
 from shadowvault.repo.files.snapshot import Snapshot
 from shadowvault.repo.files.tree import Node, Tree
 from shadowvault.repo.ids import BlobType
-from shadowvault.repo.maintenance import KeepPolicy, PruneStats, apply_policy, forget, prune
+from shadowvault.repo.maintenance import PruneStats, forget, prune
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE
+from shadowvault.repo.policy import Duration, GroupDecision, GroupKey, KeepPolicy, Rules, apply_policy
 from shadowvault.repo.repository import Repository
 from shadowvault.repo.tempfiles import TempFile, find_temp_files, remove_stale_temp_files
 
@@ -39,13 +40,17 @@ __all__ = [
     "Backend",
     "BlobType",
     "CheckProblem",
+    "Duration",
     "FileType",
+    "GroupDecision",
+    "GroupKey",
     "KeepPolicy",
     "LocalBackend",
     "MemBackend",
     "Node",
     "PruneStats",
     "Repository",
+    "Rules",
     "Snapshot",
     "TempFile",
     "Tree",

@@ -10,8 +10,10 @@ from . import (
     cat,
     check,
     daemon,
+    forget,
     init,
     ls,
+    prune,
     report,
     restore,
     schedule,
@@ -36,4 +38,6 @@ COMMANDS: dict[str, ModuleType] = {
     "schedule": schedule,
     "status": status,
     "web": web,
+    "forget": forget,
+    "prune": prune,
 }

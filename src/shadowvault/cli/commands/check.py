@@ -6,6 +6,7 @@ import argparse
 
 from shadowvault.engine.checks import record_check
 from shadowvault.repo import check_repository, find_temp_files
+from shadowvault.repo.maintenance import unused_data
 
 from ..app import App, state_dir
 from ..render import human_bytes
@@ -19,11 +20,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(app: App, args: argparse.Namespace) -> int:
-    """Exit 0 when no problem was found, 1 otherwise (each problem on one line)."""
+    """Exit 0 when no problem was found, 1 otherwise (each problem on one line).
+
+    Data no snapshot references (left by interrupted backups) and temporary files of interrupted
+    writes are information, not errors: restic accepts them too, and ``prune`` removes them.
+    """
     repo = app.open_repo()
     with repo.lock(exclusive=False):
         repo.load_index()
-        problems = check_repository(repo, read_data=args.read_data)
+        found = check_repository(repo, read_data=args.read_data, include_hints=True)
+        problems = [p for p in found if p.critical]
+        unindexed = [p for p in found if not p.critical]
+        unused = unused_data(repo) if not problems else (0, 0)
         leftovers = find_temp_files(repo)
     # Kept for `status`, which shows when the repository was last checked and with what result.
     try:
@@ -42,7 +50,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         else:
             app.info(
                 f"info: temporary file {t.path} ({human_bytes(t.size)}, {t.age / 60:.0f} min old) "
-                "left by an interrupted write; a backup with no other client running removes it"
+                "left by an interrupted write; a backup with no other client running, or prune, removes it"
             )
     for p in problems:
         if app.json:
@@ -58,8 +66,26 @@ def run(app: App, args: argparse.Namespace) -> int:
         else:
             app.err.print(f"error: {p.message}", markup=False, style="red")
     if app.json:
-        app.emit({"message_type": "summary", "problems": len(problems)})
-    elif problems:
+        app.emit(
+            {
+                "message_type": "summary",
+                "problems": len(problems),
+                "unindexed_packs": len(unindexed),
+                "unused_blobs": unused[0],
+                "unused_bytes": unused[1],
+            }
+        )
+        return 1 if problems else 0
+    if unindexed:
+        app.print(
+            f"info: {len(unindexed)} packs are in no index (left by interrupted runs): `prune` removes them"
+        )
+    if unused[0]:
+        app.print(
+            f"info: {unused[0]} blobs ({human_bytes(unused[1])}) are referenced by no snapshot (interrupted "
+            "backups or forgotten snapshots): `prune` gives the space back"
+        )
+    if problems:
         app.print(f"{len(problems)} problems found")
     else:
         app.print("no errors were found")

@@ -12,6 +12,7 @@ from pathlib import Path
 from shadowvault.config import BackupSet, Config, load_config
 from shadowvault.engine.activity import ActivityLog
 from shadowvault.engine.daemon import Daemon, DaemonLock, daemon_lock_path
+from shadowvault.engine.retention import apply_retention
 from shadowvault.engine.scheduled import RunEnvironment
 from shadowvault.errors import UsageError
 from shadowvault.repo import Repository
@@ -44,6 +45,11 @@ def config_file(app: App) -> Config:
     return config
 
 
+def forget_by_retention(repo: Repository, bset: BackupSet) -> None:
+    """The daemon's retention step (``forget_after_backup``): the set's rules, as `forget --set`."""
+    apply_retention(repo, bset)
+
+
 def environment(app: App, activity: ActivityLog) -> RunEnvironment:
     """How scheduled runs reach the repository and the log (shared with `schedule run`)."""
 
@@ -56,8 +62,7 @@ def environment(app: App, activity: ActivityLog) -> RunEnvironment:
         host=socket.gethostname(),
         log=stderr_log,
         excluded_paths=[p for p in (app.local_repo_dir(), str(state_dir())) if p],
-        # Issue 13's forget/prune is wired here at merge: engine.scheduled.RetentionHook.
-        apply_retention=None,
+        apply_retention=forget_by_retention,
     )
 
 

@@ -51,10 +51,14 @@ def _local_offset(seconds: int) -> int:
         return 0
 
 
-def format_time(ns: int, *, utc: bool = False) -> str:
-    """RFC 3339 with nanoseconds like Go's ``time.RFC3339Nano``, in local time unless ``utc``."""
+def format_time(ns: int, *, utc: bool = False, offset: int | None = None) -> str:
+    """RFC 3339 with nanoseconds like Go's ``time.RFC3339Nano``, in local time unless ``utc``.
+
+    ``offset`` (seconds east of UTC) writes the time in that fixed offset instead.
+    """
     seconds, frac = divmod(ns, _NS)
-    offset = 0 if utc else _local_offset(seconds)
+    if offset is None:
+        offset = 0 if utc else _local_offset(seconds)
     try:
         local = _EPOCH + dt.timedelta(seconds=seconds + offset)
     except OverflowError:
@@ -148,6 +152,21 @@ def _parse_time_general(text: str) -> int:
         seconds -= sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
     frac_ns = int((frac or "0")[:9].ljust(9, "0"))
     return seconds * _NS + frac_ns
+
+
+def time_offset(text: str) -> int | None:
+    """UTC offset in seconds a timestamp was written with (``Z``: 0); None when it has none.
+
+    restic counts hours, days and weeks in the offset a snapshot's time was written with, so
+    retention needs it besides the instant ``parse_time`` returns.
+    """
+    if text[-1:] in ("Z", "z"):
+        return 0
+    zone = text[-6:]
+    if len(zone) == 6 and zone[0] in "+-" and zone[3] == ":" and zone[1:3].isdigit() and zone[4:].isdigit():
+        sign = 1 if zone[0] == "+" else -1
+        return sign * (int(zone[1:3]) * 3600 + int(zone[4:]) * 60)
+    return None
 
 
 def now_ns() -> int:

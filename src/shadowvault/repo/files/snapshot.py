@@ -38,10 +38,14 @@ class Snapshot:
     original: str | None = None
     program_version: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Presentation of ``time`` (not part of equality): restic counts retention periods on this
+    # wall clock. None: the local offset when written.
+    time_offset: int | None = field(default=None, compare=False)
+    """UTC offset (seconds) ``time`` was written with (``Z`` reads as 0)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON object in restic's key order with empty optional fields left out."""
-        d: dict[str, Any] = {"time": jsonfmt.format_time(self.time)}
+        d: dict[str, Any] = {"time": jsonfmt.format_time(self.time, offset=self.time_offset)}
         if self.parent:
             d["parent"] = self.parent
         d["tree"] = self.tree.hex()
@@ -68,6 +72,7 @@ class Snapshot:
         try:
             return cls(
                 time=jsonfmt.parse_time(d["time"]),
+                time_offset=jsonfmt.time_offset(str(d["time"])),
                 tree=parse_id(d["tree"]),
                 paths=list(d.get("paths") or []),
                 hostname=d.get("hostname") or "",
