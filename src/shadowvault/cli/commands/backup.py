@@ -10,14 +10,14 @@ from shadowvault.engine.backup import BackupOptions
 from shadowvault.engine.prewarm import MetadataPrewarm
 from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
 from shadowvault.errors import ShadowvaultError, UsageError
-from shadowvault.openfiles import Strategy
 from shadowvault.repo import DEFAULT_PACK_SIZE, Repository
-from shadowvault.snapshots import SnapshotMode
 
 from ..app import App, state_dir
+from ..parser import schema_option
 from ..render import BackupRenderer
 
 HELP = "back up files and directories, or configured backup sets"
+EXIT_CODES = {3: "some files failed (not in the snapshot)", 4: "some files are suspect (no failures)"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,38 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exclude", action="append", default=[], help="glob to exclude, `**` allowed (repeatable)"
     )
-    p.add_argument(
-        "--exclude-if-present",
-        action="append",
-        default=None,
-        help="skip directories containing this file (default: CACHEDIR.TAG)",
-    )
+    schema_option(p, "exclude_if_present")
     p.add_argument("--no-default-excludes", action="store_true", help="do not skip the built-in system files")
-    p.add_argument("-x", "--one-file-system", action="store_true", help="do not cross file-system boundaries")
-    p.add_argument(
-        "--open-files",
-        choices=[s.value for s in Strategy],
-        default=None,
-        help="open-file strategy (default: try-deny-write)",
-    )
-    p.add_argument("--retry-times", type=int, default=None, help="retries of a failed file, 0–10")
-    p.add_argument("--retry-interval", type=int, default=None, help="seconds between retries, 0–999")
-    p.add_argument(
-        "--retry-on-change",
-        action="store_true",
-        default=None,
-        help="also retry files that changed while read",
-    )
-    p.add_argument(
-        "--snapshot",
-        choices=[m.value for m in SnapshotMode],
-        default=None,
-        help="volume snapshots: off, auto or required (default: off)",
-    )
-    p.add_argument("--stop-on-errors", type=int, default=None, help="stop after N failed files (0: never)")
-    p.add_argument(
-        "--detailed-log", action="store_true", default=None, help="log every file, not only problems"
-    )
+    schema_option(p, "one_file_system", "-x")
+    for key in ("open_files", "retry_times", "retry_interval", "retry_on_change", "snapshot"):
+        schema_option(p, key)
+    schema_option(p, "stop_on_errors")
+    schema_option(p, "detailed_log")
     p.add_argument("--pack-size", type=int, default=None, help="target pack size in MiB (default 16)")
 
 

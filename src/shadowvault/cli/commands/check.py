@@ -9,6 +9,7 @@ from shadowvault.repo import check_repository
 from ..app import App
 
 HELP = "check the repository for errors"
+EXIT_CODES = {1: "problems were found (each on its own line), or the repository could not be read"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -23,7 +23,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     path, pw_file, is_default = app.repo_location()
     if is_default and not args.repo:
         raise UsageError("init needs --repo PATH (or $SHADOWVAULT_REPOSITORY)")
-    password = get_password(Path(pw_file) if pw_file else None, confirm=True)
+    password = get_password(Path(pw_file) if pw_file else None, confirm=True, command=app.password_command)
     repo = Repository.init(LocalBackend(path), password)
     repo_id = str(repo.config["id"])
     repo.close()

@@ -9,6 +9,7 @@ from shadowvault.engine.restore import RestoreOptions, RestoreSession
 from ..app import App
 
 HELP = "restore a snapshot"
+EXIT_CODES = {3: "some entries could not be restored, or differing files were not overwritten"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

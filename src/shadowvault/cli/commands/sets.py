@@ -12,6 +12,8 @@ from shadowvault.errors import UsageError
 
 from ..app import App
 
+REPOSITORY = False
+"""Never opens a repository: --repo and the password options are not offered."""
 HELP = "list backup sets, or show one set's effective settings"
 
 
