@@ -25,7 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="files and directories to back up")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME", help="run a backup set")
     p.add_argument("--all-sets", action="store_true", help="run every set of the configuration, one by one")
-    p.add_argument("--tag", action="append", default=[], help="add a tag to the snapshot (repeatable)")
+    p.add_argument(
+        "--tag", action="append", default=[], help="add tags to the snapshot: TAG[,TAG…] (repeatable)"
+    )
     p.add_argument("--host", help="host name to record (default: this machine's)")
     p.add_argument("--force", action="store_true", help="read every file, even unchanged ones")
     p.add_argument("--parent", help="snapshot to compare against (default: latest of this host and paths)")
@@ -57,7 +59,8 @@ def _overrides(args: argparse.Namespace, eff: EffectiveSet) -> EffectiveSet:
         "use_default_excludes": False if args.no_default_excludes else None,
         # --exclude and --tag add to what the set has rather than replacing it.
         "exclude": eff.values.exclude + args.exclude if args.exclude else None,
-        "tags": eff.values.tags + args.tag if args.tag else None,
+        # restic splits --tag a,b into two tags; so does this.
+        "tags": eff.values.tags + [t for v in args.tag for t in v.split(",") if t] if args.tag else None,
     }
     if args.paths:
         values["sources"] = list(args.paths)

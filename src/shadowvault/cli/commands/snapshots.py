@@ -3,34 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import datetime
 
+from shadowvault.engine.select import list_snapshots
+
 from ..app import App
+from ..selection import add_filter_options, snapshot_filter
 
 HELP = "list snapshots"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Filters: --host, --tag, --path (each may be repeated)."""
-    p.add_argument("--host", action="append", default=[], help="only snapshots of this host")
-    p.add_argument("--tag", action="append", default=[], help="only snapshots with this tag")
-    p.add_argument("--path", action="append", default=[], help="only snapshots that include this path")
+    """Filters: --host, --tag, --path, --set (each may be repeated)."""
+    add_filter_options(p)
 
 
 def run(app: App, args: argparse.Namespace) -> int:
     """Print one line (or JSON object) per snapshot, oldest first."""
     repo = app.open_repo()
-    paths = {os.path.normpath(os.path.abspath(p)) for p in args.path}
-    rows = []
-    for sid, snap in repo.list_snapshots():
-        if args.host and snap.hostname not in args.host:
-            continue
-        if args.tag and not set(args.tag) <= set(snap.tags):
-            continue
-        if paths and not paths <= set(snap.paths):
-            continue
-        rows.append((sid, snap))
+    rows = list_snapshots(repo, snapshot_filter(args))
     if app.json:
         app.emit(
             [
