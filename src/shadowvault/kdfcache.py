@@ -20,7 +20,10 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 
-REPO_COMMANDS = frozenset({"backup", "restore", "snapshots", "ls", "check", "cat", "report"})
+REPO_COMMANDS = frozenset(
+    {"backup", "restore", "snapshots", "ls", "check", "cat", "report"}
+    | {"diff", "find", "stats", "dump", "tag", "unlock"}
+)
 _VALUE_OPTIONS = frozenset({"-r", "--repo", "--password-file", "--password-command", "--config"})
 _MAX_KEYS = 4
 HASHLIB_LIMIT = 2**31 - 1

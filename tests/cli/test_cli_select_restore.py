@@ -40,7 +40,7 @@ def _summary(stdout: str) -> dict[str, object]:
 
 
 def test_latest_honours_host_and_tag_filters(setup: tuple[Path, Path]) -> None:
-    repo, src = setup
+    repo, _ = setup
     first, second = _ids(repo)
     assert _ids(repo, "--host", "alpha") == [first]
     assert _ids(repo, "--tag", "web,prod") == [first]

@@ -13,8 +13,9 @@ from shadowvault.engine.select import SnapshotFilter
 SNAPSHOT_HELP = "'latest', a snapshot id or unique prefix; ID:/path names a directory inside it"
 
 
-def add_filter_options(p: argparse.ArgumentParser) -> None:
-    """--host, --path, --tag, --set (each repeatable), grouped in the help."""
+def add_filter_options(p: argparse.ArgumentParser, *, set_filter: bool = True) -> None:
+    """--host, --path, --tag, --set (each repeatable), grouped in the help; ``set_filter=False``
+    for a command whose own --set means something else (tag)."""
     g = p.add_argument_group("snapshot filters (which snapshot 'latest' is)")
     g.add_argument(
         "--host",
@@ -40,16 +41,17 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
         metavar="TAG[,TAG]",
         help="only snapshots with these tags (repeatable: any of the lists)",
     )
-    g.add_argument(
-        "--set",
-        dest="f_sets",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="only snapshots written by this backup set (repeatable)",
-    )
+    if set_filter:
+        g.add_argument(
+            "--set",
+            dest="f_sets",
+            action="append",
+            default=[],
+            metavar="NAME",
+            help="only snapshots written by this backup set (repeatable)",
+        )
 
 
 def snapshot_filter(args: argparse.Namespace) -> SnapshotFilter:
     """The filter the command line asked for."""
-    return SnapshotFilter.from_lists(args.f_hosts, args.f_paths, args.f_tags, args.f_sets)
+    return SnapshotFilter.from_lists(args.f_hosts, args.f_paths, args.f_tags, getattr(args, "f_sets", []))

@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import activity, backup, cat, check, init, ls, report, restore, sets, snapshots
+from . import (
+    activity,
+    backup,
+    cat,
+    check,
+    diff,
+    dump,
+    find,
+    init,
+    ls,
+    report,
+    restore,
+    sets,
+    snapshots,
+    stats,
+    tag,
+    unlock,
+)
 
 COMMANDS: dict[str, ModuleType] = {
     "init": init,
@@ -17,4 +34,10 @@ COMMANDS: dict[str, ModuleType] = {
     "cat": cat,
     "activity": activity,
     "sets": sets,
+    "diff": diff,
+    "find": find,
+    "stats": stats,
+    "dump": dump,
+    "tag": tag,
+    "unlock": unlock,
 }
