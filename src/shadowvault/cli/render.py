@@ -64,7 +64,8 @@ class BackupRenderer:
             self.files += 1
             self.bytes += event.size
             self.current = event.path
-            if event.outcome.get("class") not in (None, "ok"):
+            klass = event.outcome.get("class")
+            if klass not in (None, "ok") and (klass == "failed" or not self.app.quiet):
                 if self.app.json:
                     self.app.emit({"message_type": "file", "path": event.path, **event.outcome})
                 else:
@@ -79,7 +80,8 @@ class BackupRenderer:
                     f"again in {event.delay:g} s"
                 )
         elif isinstance(event, Warning_):
-            self.app.warn(event.message)
+            if not self.app.quiet or self.app.json:  # -q: nothing but errors
+                self.app.warn(event.message)
         elif isinstance(event, Progress):
             self._status()
         elif isinstance(event, SessionSummary):
@@ -118,6 +120,8 @@ class BackupRenderer:
         if self.app.json:
             self.app.emit(s.to_json())
             return
+        if self.app.quiet:
+            return  # -q: cron mails only when something failed (the failed files were listed)
         app = self.app
         app.print(
             f"Files: {s.files_ok} ok, {s.files_suspect} suspect, {s.files_failed} failed "

@@ -9,6 +9,7 @@ from . import (
     backup,
     cat,
     check,
+    completion,
     diff,
     dump,
     find,
@@ -40,4 +41,5 @@ COMMANDS: dict[str, ModuleType] = {
     "dump": dump,
     "tag": tag,
     "unlock": unlock,
+    "completion": completion,
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 from typing import Any
 
 from shadowvault.config import Config, EffectiveSet
@@ -34,6 +36,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exclude", action="append", default=[], help="glob to exclude, `**` allowed (repeatable)"
     )
+    p.add_argument(
+        "--exclude-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read exclude globs from FILE, one a line (# comments, blank lines ignored; repeatable)",
+    )
+    p.add_argument(
+        "--files-from",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read the paths to back up from FILE, one a line (- for stdin; repeatable)",
+    )
     schema_option(p, "exclude_if_present")
     p.add_argument("--no-default-excludes", action="store_true", help="do not skip the built-in system files")
     schema_option(p, "one_file_system", "-x")
@@ -42,6 +58,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     schema_option(p, "stop_on_errors")
     schema_option(p, "detailed_log")
     p.add_argument("--pack-size", type=int, default=None, help="target pack size in MiB (default 16)")
+
+
+def _lines(path: str, what: str) -> list[str]:
+    """Non-empty, non-comment lines of a list file (restic's --exclude-file/--files-from format)."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
+    return [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")]
+
+
+def _read_list_files(args: argparse.Namespace) -> None:
+    """Fold --files-from into the paths and --exclude-file into --exclude (before anything else)."""
+    for f in args.files_from:
+        args.paths.extend(_lines(f, "--files-from file"))
+    for f in args.exclude_file:
+        args.exclude.extend(_lines(f, "--exclude-file"))
+    if args.files_from and not args.paths:
+        raise UsageError(f"--files-from {', '.join(args.files_from)} lists no paths")
 
 
 def _overrides(args: argparse.Namespace, eff: EffectiveSet) -> EffectiveSet:
@@ -83,6 +118,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     DESIGN's exit codes: 0 ok, 1 fatal, 2 usage/config, 3 failed files, 4 suspect files.
     """
     # Configuration and flags are checked completely before the repository is touched.
+    _read_list_files(args)
     runs = selected_sets(args, app.config())
     pack_size = DEFAULT_PACK_SIZE
     if args.pack_size is not None:

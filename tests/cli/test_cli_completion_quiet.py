@@ -1,0 +1,70 @@
+"""Issue 16: shell completion from the parser, -q silence, --files-from and --exclude-file."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from shadowvault.cli.commands import COMMANDS
+from treeutil import sv
+
+
+def _bash_complete(script: Path, *words: str) -> list[str]:
+    line = " ".join(words)
+    p = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words) - 1}; "
+            'COMP_LINE="'
+            + line
+            + '"; COMP_POINT=${#COMP_LINE}; _shtab_shadowvault; printf "%s\\n" "${COMPREPLY[@]}"',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return p.stdout.split()
+
+
+def test_bash_completion_knows_commands_and_options(tmp_path: Path) -> None:
+    script = tmp_path / "sv.bash"
+    script.write_text(sv("completion", "bash").stdout)
+    assert _bash_complete(script, "shadowvault", "rest") == ["restore"]
+    assert set(_bash_complete(script, "shadowvault", "backup", "--exclude")) >= {
+        "--exclude",
+        "--exclude-file",
+        "--exclude-if-present",
+    }
+
+
+def test_zsh_and_fish_scripts_cover_every_command() -> None:
+    zsh = sv("completion", "zsh").stdout
+    fish = sv("completion", "fish").stdout
+    assert zsh.startswith("#compdef shadowvault")
+    for name in COMMANDS:
+        assert f"-a {name} " in fish and f"__fish_seen_subcommand_from {name}'" in fish
+        assert name in zsh
+    assert "-l retry-times -r" in fish and "-l open-files -x -a 'try-deny-write" in fish
+
+
+def test_quiet_backup_prints_nothing_and_list_files(tmp_path: Path) -> None:
+    repo, src = tmp_path / "repo", tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    (src / "a" / "keep.txt").write_text("k")
+    (src / "a" / "skip.log").write_text("s")
+    (src / "b" / "not-listed.txt").write_text("n")
+    sv("init", repo=repo)
+    files = tmp_path / "files.txt"
+    files.write_text(f"# sources\n{src / 'a'}\n\n")
+    excludes = tmp_path / "excludes.txt"
+    excludes.write_text("# logs\n*.log\n")
+    p = sv("backup", "-q", "--files-from", str(files), "--exclude-file", str(excludes), repo=repo)
+    assert p.stdout == "" and p.stderr == ""
+    listed = sv("ls", "latest", repo=repo).stdout.split()
+    assert f"{src}/a/keep.txt" in listed
+    assert f"{src}/a/skip.log" not in listed and f"{src}/b/not-listed.txt" not in listed
+    missing = sv("backup", "--files-from", str(tmp_path / "nope"), repo=repo, check=False)
+    assert missing.returncode == 2 and "cannot read --files-from file" in missing.stderr
