@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 REPO_COMMANDS = frozenset(
     {"backup", "restore", "snapshots", "ls", "check", "cat", "report"}
-    | {"diff", "find", "stats", "dump", "tag", "unlock"}
+    | {"diff", "find", "stats", "dump", "tag", "unlock", "key"}
 )
 _VALUE_OPTIONS = frozenset({"-r", "--repo", "--password-file", "--password-command", "--config"})
 _MAX_KEYS = 4

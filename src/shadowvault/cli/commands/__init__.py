@@ -14,6 +14,7 @@ from . import (
     dump,
     find,
     init,
+    key,
     ls,
     report,
     restore,
@@ -41,5 +42,6 @@ COMMANDS: dict[str, ModuleType] = {
     "dump": dump,
     "tag": tag,
     "unlock": unlock,
+    "key": key,
     "completion": completion,
 }
