@@ -10,6 +10,7 @@ from typing import Any
 from shadowvault.config import Config, EffectiveSet
 from shadowvault.engine.backup import BackupOptions
 from shadowvault.engine.prewarm import MetadataPrewarm
+from shadowvault.engine.scan import TotalsScan
 from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
 from shadowvault.errors import ShadowvaultError, UsageError
 from shadowvault.repo import DEFAULT_PACK_SIZE, Repository
@@ -163,7 +164,9 @@ def _run_one(app: App, repo: Repository, eff: EffectiveSet, opts: BackupOptions,
         elif name:
             app.info(f"set {name}: activity session {session_id}")
 
-    renderer = BackupRenderer(app)
+    # Totals for the percentage and ETA (restic's concurrent scanner), only when someone sees them.
+    scan = TotalsScan(opts).start() if app.interactive or app.json else None
+    renderer = BackupRenderer(app, scan)
     try:
         done = run_set(
             repo,
