@@ -68,3 +68,20 @@ def test_quiet_backup_prints_nothing_and_list_files(tmp_path: Path) -> None:
     assert f"{src}/a/skip.log" not in listed and f"{src}/b/not-listed.txt" not in listed
     missing = sv("backup", "--files-from", str(tmp_path / "nope"), repo=repo, check=False)
     assert missing.returncode == 2 and "cannot read --files-from file" in missing.stderr
+
+
+def test_verbose_lists_new_modified_and_with_vv_unchanged(tmp_path: Path) -> None:
+    repo, src = tmp_path / "repo", tmp_path / "src"
+    src.mkdir()
+    (src / "same.txt").write_text("same")
+    (src / "edit.txt").write_text("before")
+    sv("init", repo=repo)
+    first = sv("backup", "-v", str(src), repo=repo).stderr
+    assert f"new       {src}/same.txt" in first and f"new       {src}/edit.txt" in first
+    (src / "edit.txt").write_text("after, longer")
+    (src / "added.txt").write_text("added")
+    second = sv("backup", str(src), "-v", repo=repo).stderr
+    assert f"modified  {src}/edit.txt" in second and f"new       {src}/added.txt" in second
+    assert "same.txt" not in second
+    third = sv("backup", str(src), "-vv", repo=repo).stderr
+    assert f"unchanged {src}/same.txt" in third

@@ -71,6 +71,7 @@ class BackupRenderer:
             klass = event.outcome.get("class")
             if klass == "failed":
                 self.errors += 1
+            self._verbose(event)
             if klass not in (None, "ok") and (klass == "failed" or not self.app.quiet):
                 if self.app.json:
                     self.app.emit({"message_type": "file", "path": event.path, **event.outcome})
@@ -93,6 +94,29 @@ class BackupRenderer:
         elif isinstance(event, SessionSummary):
             self.close()
             self._summary(event)
+
+    def _verbose(self, event: FileDone) -> None:
+        # restic's -v: new and modified files; -vv also the unchanged ones.
+        level = self.app.verbose
+        if not level or self.app.quiet or event.outcome.get("class") == "failed":
+            return
+        if event.reused:
+            if level < 2:
+                return
+            status = "unchanged"
+        else:
+            status = "modified" if event.in_parent else "new"
+        if self.app.json:
+            self.app.emit(
+                {
+                    "message_type": "verbose_status",
+                    "action": status,
+                    "item": event.path,
+                    "data_size": event.size,
+                }
+            )
+        else:
+            self._line(f"{status:<10}{event.path}, {human_bytes(event.size)}")
 
     def _line(self, text: str) -> None:
         if self.live is not None:
