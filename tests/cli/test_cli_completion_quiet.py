@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -85,3 +86,20 @@ def test_verbose_lists_new_modified_and_with_vv_unchanged(tmp_path: Path) -> Non
     assert "same.txt" not in second
     third = sv("backup", str(src), "-vv", repo=repo).stderr
     assert f"unchanged {src}/same.txt" in third
+
+
+def test_backup_dry_run_names_what_it_would_read_and_exclude(tmp_path: Path) -> None:
+    repo, src = tmp_path / "repo", tmp_path / "src"
+    (src / "cache").mkdir(parents=True)
+    (src / "cache" / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
+    (src / "a.txt").write_text("12345")
+    (src / "b.tmp").write_text("xx")
+    sv("init", repo=repo)
+    p = sv("backup", "--dry-run", "-v", "--exclude", "*.tmp", str(src), repo=repo)
+    assert f"would save  {src}/a.txt" in p.stdout
+    assert f"excluded    {src}/b.tmp (exclude pattern '*.tmp')" in p.stdout
+    assert f"excluded    {src}/cache (contains CACHEDIR.TAG)" in p.stdout
+    assert "would back up 1 files, 1 directories, 0 other entries, 5 B; 2 excluded" in p.stdout
+    doc = json.loads(sv("backup", "--dry-run", "--json", "--exclude", "*.tmp", str(src), repo=repo).stdout)
+    assert doc["files"] == 1 and doc["bytes"] == 5 and len(doc["excluded"]) == 2
+    assert json.loads(sv("snapshots", "--json", repo=repo).stdout) == []  # nothing was written

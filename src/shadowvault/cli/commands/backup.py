@@ -10,14 +10,14 @@ from typing import Any
 from shadowvault.config import Config, EffectiveSet
 from shadowvault.engine.backup import BackupOptions
 from shadowvault.engine.prewarm import MetadataPrewarm
-from shadowvault.engine.scan import TotalsScan
+from shadowvault.engine.scan import TotalsScan, dry_run
 from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
 from shadowvault.errors import ShadowvaultError, UsageError
 from shadowvault.repo import DEFAULT_PACK_SIZE, Repository
 
 from ..app import App, state_dir
 from ..parser import schema_option
-from ..render import BackupRenderer
+from ..render import BackupRenderer, human_bytes
 
 HELP = "back up files and directories, or configured backup sets"
 EXIT_CODES = {3: "some files failed (not in the snapshot)", 4: "some files are suspect (no failures)"}
@@ -58,6 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         schema_option(p, key)
     schema_option(p, "stop_on_errors")
     schema_option(p, "detailed_log")
+    p.add_argument(
+        "-n",
+        "--dry-run",
+        action="store_true",
+        help="only show what would be read and excluded, and its size (-v: every path)",
+    )
     p.add_argument("--pack-size", type=int, default=None, help="target pack size in MiB (default 16)")
 
 
@@ -134,6 +140,8 @@ def run(app: App, args: argparse.Namespace) -> int:
         )
         for eff in runs
     ]
+    if args.dry_run:
+        return _dry_run(app, runs, options)
     # Opening the repository is mostly waiting (key derivation, the lock's settling pause, the
     # index); the sources' metadata is read into the cache meanwhile.
     prewarm = MetadataPrewarm([s for opts in options for s in opts.sources])
@@ -153,6 +161,39 @@ def run(app: App, args: argparse.Namespace) -> int:
         prewarm.stop()
         repo.close()
     return worst_exit_code(codes)
+
+
+def _dry_run(app: App, runs: list[EffectiveSet], options: list[BackupOptions]) -> int:
+    """Walk each set's sources with its selection rules; nothing is read or written."""
+    for eff, opts in zip(runs, options, strict=True):
+        found = dry_run(opts)
+        if app.json:
+            app.emit(
+                {
+                    "message_type": "dry_run",
+                    "set": eff.values.name or None,
+                    "files": found.files,
+                    "dirs": found.dirs,
+                    "other": found.other,
+                    "bytes": found.bytes,
+                    "excluded": [{"path": p, "reason": r} for p, r in found.excluded],
+                    "errors": found.errors,
+                }
+            )
+            continue
+        if app.verbose:
+            for path in found.included:
+                app.print(f"would save  {path}")
+        for path, reason in found.excluded:
+            app.print(f"excluded    {path} ({reason})")
+        for error in found.errors:
+            app.warn(error)
+        name = f"set {eff.values.name}: " if eff.values.name else ""
+        app.print(
+            f"{name}would back up {found.files} files, {found.dirs} directories, {found.other} other "
+            f"entries, {human_bytes(found.bytes)}; {len(found.excluded)} excluded"
+        )
+    return 0
 
 
 def _run_one(app: App, repo: Repository, eff: EffectiveSet, opts: BackupOptions, *, several: bool) -> int:
