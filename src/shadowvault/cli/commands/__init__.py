@@ -16,6 +16,7 @@ from . import (
     init,
     key,
     ls,
+    mount,
     report,
     restore,
     sets,
@@ -43,5 +44,6 @@ COMMANDS: dict[str, ModuleType] = {
     "tag": tag,
     "unlock": unlock,
     "key": key,
+    "mount": mount,
     "completion": completion,
 }
