@@ -29,16 +29,15 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return src
 
 
-def test_terminal_shows_percentage_and_eta(tree: Path, tmp_path: Path) -> None:
+def _frames_in_tmux(repo: Path, args: str, want: str) -> list[str]:
+    """Run ``shadowvault ARGS`` in a tmux pane; the screens that show a percentage, ETA and ``want``."""
     require_binary("tmux")
-    repo = tmp_path / "repo"
-    sv("init", repo=repo)
     e = env(repo)
     exports = " ".join(
         f"{k}={shlex.quote(e[k])}" for k in ("PYTHONPATH", "SHADOWVAULT_PASSWORD", "SHADOWVAULT_REPOSITORY")
     )
     session = f"svprogress{os.getpid()}"
-    cmd = f"env {exports} {sys.executable} -m shadowvault backup {tree}; echo EXITED $?; sleep 30"
+    cmd = f"env {exports} {sys.executable} -m shadowvault {args}; echo EXITED $?; sleep 30"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "20", cmd], check=True)
     seen: list[str] = []
     try:
@@ -48,16 +47,27 @@ def test_terminal_shows_percentage_and_eta(tree: Path, tmp_path: Path) -> None:
                 ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
             ).stdout
             seen.append(screen)
-            if re.search(r"\d+\.\d\d%", screen) and "ETA" in screen and "/3001 files" in screen:
-                break
-            if "EXITED" in screen:
+            if (
+                re.search(r"\d+\.\d\d%", screen) and "ETA" in screen and want in screen
+            ) or "EXITED" in screen:
                 break
             time.sleep(0.1)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
-    frames = [s for s in seen if re.search(r"\d+\.\d\d%", s) and "ETA" in s]
+    frames = [s for s in seen if re.search(r"\d+\.\d\d%", s) and "ETA" in s and want in s]
     assert frames, "no frame with a percentage and an ETA:\n" + "\n----\n".join(seen[-3:])
-    assert "/3001 files" in frames[-1] and "MiB" in frames[-1]
+    return frames
+
+
+def test_terminal_shows_percentage_and_eta(tree: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    sv("init", repo=repo)
+    frames = _frames_in_tmux(repo, f"backup {tree}", "/3001 files")
+    assert "MiB" in frames[-1]
+    sv("backup", "-q", str(tree), repo=repo)  # the pane above was closed mid-backup
+    target = tmp_path / "restored"
+    frames = _frames_in_tmux(repo, f"restore latest --target {target}", "/3001 files")
+    assert "MiB" in frames[-1]
 
 
 def test_json_status_lines_carry_totals(tree: Path, tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ class BackupRenderer:
         self._last_json = 0.0
         self.live: ProgressDisplay | None = None
         if app.interactive:
-            self.live = ProgressDisplay(app.err, scan)
+            self.live = ProgressDisplay(app.err)
 
     def close(self) -> None:
         """Stop the live display and the scan (call in a finally)."""
@@ -133,7 +133,10 @@ class BackupRenderer:
                 self.app.emit(self._status_json(elapsed))
             return
         if self.live is not None:
-            self.live.update(self.files, self.bytes, self.errors, self.current)
+            scan = self.scan
+            totals = (scan.files, scan.bytes) if scan else (0, 0)
+            final = scan is None or scan.done
+            self.live.update(self.files, self.bytes, self.errors, self.current, totals, final)
 
     def _status_json(self, elapsed: float) -> dict[str, Any]:
         # restic's status fields, so its JSON consumers read ours.

@@ -155,6 +155,11 @@ class RestoreSession:
         self._tasks: list[Future[None]] = []
         self._not_restored: list[_FileJob] = []
         self._report_lock = threading.Lock()
+        # Progress, read by a display while the restore runs (written under _report_lock).
+        self.bytes_written = 0
+        self.files_written = 0
+        self.planned = False
+        """The walk has finished: ``result.files`` and ``result.bytes`` are the totals."""
 
     def run(self, snapshot_ref: str) -> RestoreResult:
         """Restore the snapshot named by ``snapshot_ref`` ("latest", id or prefix)."""
@@ -177,6 +182,7 @@ class RestoreSession:
             with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
                 self._pool = pool
                 self._walk(tree_id, b"", ancestor_included=False, fresh=fresh)
+                self.planned = True
                 self._submit_creates()
                 # Every directory exists now (include filters may create parents after
                 # their children were planned), so the remaining files can be created.
@@ -453,6 +459,8 @@ class RestoreSession:
                             end = _write_sparse(fd, data, offset)
                         except OSError as e:
                             self._fail(job, e)
+                        with self._report_lock:
+                            self.bytes_written += len(data)
                     with job.lock:
                         job.pending -= 1
                         if end > job.end:
@@ -523,6 +531,8 @@ class RestoreSession:
                 self._error(job.dest, e)
                 return
             self._apply_meta_fd(fd, job.dest, job.node)
+            with self._report_lock:
+                self.files_written += 1
         finally:
             os.close(fd)
 

@@ -8,6 +8,7 @@ from shadowvault.engine.restore import OVERWRITE_MODES, RestoreOptions, RestoreS
 from shadowvault.engine.select import select_snapshot, subtree
 
 from ..app import App
+from ..progress import ProgressDisplay, Reading, polled
 from ..render import human_bytes
 from ..selection import SNAPSHOT_HELP, add_filter_options, snapshot_filter
 
@@ -60,7 +61,15 @@ def run(app: App, args: argparse.Namespace) -> int:
         repo.load_index()
         selected = select_snapshot(repo, args.snapshot, snapshot_filter(args))
         session = RestoreSession(repo, options, lambda e: app.warn(getattr(e, "message", str(e))))
-        result = session.restore_tree(subtree(repo, selected))
+        display = ProgressDisplay(app.err) if app.interactive and not args.dry_run else None
+
+        def reading() -> Reading:
+            totals = (session.result.files, session.result.bytes)
+            done = (session.files_written, session.bytes_written, session.result.errors)
+            return (*done, "", totals, session.planned)
+
+        with polled(display, reading):
+            result = session.restore_tree(subtree(repo, selected))
     repo.close()
     if app.json:
         app.emit(
