@@ -30,7 +30,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _frames_in_tmux(repo: Path, args: str, want: str) -> list[str]:
-    """Run ``shadowvault ARGS`` in a tmux pane; the screens that show a percentage, ETA and ``want``."""
+    """Run ``shadowvault ARGS`` in a tmux pane; the screens that show a percentage, ETA and the
+regular expression ``want``."""
     require_binary("tmux")
     e = env(repo)
     exports = " ".join(
@@ -54,7 +55,7 @@ def _frames_in_tmux(repo: Path, args: str, want: str) -> list[str]:
             time.sleep(0.1)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
-    frames = [s for s in seen if re.search(r"\d+\.\d\d%", s) and "ETA" in s and want in s]
+    frames = [s for s in seen if re.search(r"\d+\.\d\d%", s) and "ETA" in s and re.search(want, s)]
     assert frames, "no frame with a percentage and an ETA:\n" + "\n----\n".join(seen[-3:])
     return frames
 
@@ -67,6 +68,8 @@ def test_terminal_shows_percentage_and_eta(tree: Path, tmp_path: Path) -> None:
     sv("backup", "-q", str(tree), repo=repo)  # the pane above was closed mid-backup
     target = tmp_path / "restored"
     frames = _frames_in_tmux(repo, f"restore latest --target {target}", "/3001 files")
+    assert "MiB" in frames[-1]
+    frames = _frames_in_tmux(repo, "check --read-data", r"\d+/[1-9]\d* packs")
     assert "MiB" in frames[-1]
 
 

@@ -27,7 +27,8 @@ from rich.progress import (
 class ProgressDisplay:
     """A rich progress bar fed with the renderer's counts and the scan's totals."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, unit: str = "files") -> None:
+        self.unit = unit
         self.progress = Progress(
             TextColumn("{task.percentage:>6.2f}%", markup=False),
             BarColumn(bar_width=20),
@@ -55,7 +56,7 @@ class ProgressDisplay:
             self.task,
             completed=done,
             total=total_bytes or None,
-            files=f"{files}/{total_files} files{scanning}",
+            files=f"{files}/{total_files} {self.unit}{scanning}",
             errors=errors,
             current=current[-60:],
         )

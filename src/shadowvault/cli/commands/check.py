@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from shadowvault.repo import check_repository
+from shadowvault.repo.check import CheckProgress
 
 from ..app import App
+from ..progress import ProgressDisplay, Reading, polled
 
 HELP = "check the repository for errors"
 EXIT_CODES = {1: "problems were found (each on its own line), or the repository could not be read"}
@@ -20,9 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(app: App, args: argparse.Namespace) -> int:
     """Exit 0 when no problem was found, 1 otherwise (each problem on one line)."""
     repo = app.open_repo()
-    with repo.lock(exclusive=False):
+    progress = CheckProgress()
+    display = ProgressDisplay(app.err, unit="packs") if app.interactive and args.read_data else None
+
+    def reading() -> Reading:
+        done = (progress.packs_done, progress.bytes_done, 0, "")
+        return (*done, (progress.packs_total, progress.bytes_total), progress.started)
+
+    with repo.lock(exclusive=False), polled(display, reading):
         repo.load_index()
-        problems = check_repository(repo, read_data=args.read_data)
+        problems = check_repository(repo, read_data=args.read_data, progress=progress)
     for p in problems:
         if app.json:
             app.emit(
