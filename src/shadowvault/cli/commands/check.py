@@ -49,6 +49,6 @@ def run(app: App, args: argparse.Namespace) -> int:
         app.emit({"message_type": "summary", "problems": len(problems)})
     elif problems:
         app.print(f"{len(problems)} problems found")
-    else:
+    elif not app.quiet:
         app.print("no errors were found")
     return 1 if problems else 0
