@@ -73,6 +73,11 @@ def test_every_commands_help_lists_environment_and_exit_codes(name: str) -> None
         assert "--repo" not in out and "--password-file" not in out and "SHADOWVAULT_PASSWORD" not in out
 
 
+def test_repository_options_on_a_command_without_a_repository() -> None:
+    p = sv("sets", "--repo", "/srv/r", check=False)
+    assert p.returncode == 2 and "sets does not open a repository: --repo does not apply" in p.stderr
+
+
 def test_backup_help_takes_ranges_and_defaults_from_the_schema() -> None:
     out = " ".join(sv("backup", "--help").stdout.split())  # wrapped at the terminal's width
     assert "0–10 (default: 3)" in out  # retry_times in config/schema.py

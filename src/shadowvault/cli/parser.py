@@ -46,6 +46,7 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
 }
 """Every global option's destination and its value when not given."""
 
+_REPOSITORY_OPTIONS = frozenset({"-r", "--repo", "--password-file", "--password-command"})
 _VALUE_OPTIONS = frozenset({"-r", "--repo", "--password-file", "--password-command", "--config"})
 """Global options that take a value (the word after them is not the command)."""
 
@@ -244,6 +245,12 @@ class CommandLine:
             self.root.error(f"unknown command {name!r}{hint} (see shadowvault --help)")
         if any(w in ("-h", "--help", "--version") for w in argv[:at]):
             self.root.parse_args(argv[:at])  # prints the top-level help or version and exits
+        if not getattr(self.commands[name], "REPOSITORY", True):
+            # Said plainly: argparse would take the option's value for a positional and complain about that.
+            for word in argv[at + 1 :]:
+                flag = word.partition("=")[0]
+                if flag in _REPOSITORY_OPTIONS:
+                    parser.error(f"{name} does not open a repository: {flag} does not apply to it")
         ns = self._globals.parse_args(argv[:at])
         ns.command = name
         ns = parser.parse_intermixed_args(argv[at + 1 :], namespace=ns)
