@@ -200,34 +200,63 @@ def schema_option(p: argparse.ArgumentParser | Any, key: str, *short: str) -> No
 
 
 class CommandLine:
-    """The root parser (for --help and completion) and one parser per command."""
+    """The root parser (for --help, errors and completion) and one parser per command.
+
+    Both are built when first needed: running a command builds only that command's parser (all of
+    them took tens of milliseconds of every start), and the root with every sub-parser is built
+    only for the top-level help, a mistyped command, or a completion script.
+    """
 
     def __init__(self, commands: dict[str, ModuleType]) -> None:
         self.commands = commands
-        root = Parser(
-            prog="shadowvault",
-            description="Back up files while they are open, into restic-compatible repositories.",
-            epilog=epilog(None),
-        )
-        root.add_argument("--version", action="version", version=f"shadowvault {__version__}")
-        add_global_options(root)
-        # prog given: argparse would otherwise format the usage (and load the help formatter) now.
-        sub = root.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser, prog="shadowvault")
-        self.parsers: dict[str, Parser] = {}
-        for name, module in commands.items():
-            p = sub.add_parser(
-                name,
-                help=module.HELP,
-                description=module.HELP,
-                epilog=epilog(module),
-            )
-            module.add_arguments(p)
-            add_global_options(p, repository=getattr(module, "REPOSITORY", True))
-            p.set_defaults(_run=module.run)
-            self.parsers[name] = p
-        self.root = root
+        self._parsers: dict[str, Parser] = {}
+        self._root: Parser | None = None
         self._globals = Parser(prog="shadowvault", add_help=False)
         add_global_options(self._globals)
+
+    @property
+    def root(self) -> Parser:
+        """The top-level parser with every command as a sub-parser."""
+        if self._root is None:
+            root = Parser(
+                prog="shadowvault",
+                description="Back up files while they are open, into restic-compatible repositories.",
+                epilog=epilog(None),
+            )
+            root.add_argument("--version", action="version", version=f"shadowvault {__version__}")
+            add_global_options(root)
+            # prog given: argparse would otherwise format the usage (and load the help formatter) now.
+            sub = root.add_subparsers(
+                dest="command", metavar="COMMAND", parser_class=Parser, prog="shadowvault"
+            )
+            for name, module in self.commands.items():
+                p = sub.add_parser(name, help=module.HELP, description=module.HELP, epilog=epilog(module))
+                self._fill(p, module)
+                self._parsers[name] = p
+            self._root = root
+        return self._root
+
+    @property
+    def parsers(self) -> dict[str, Parser]:
+        """Every command's parser (builds the root)."""
+        _ = self.root
+        return self._parsers
+
+    def command_parser(self, name: str) -> Parser:
+        """The parser of one command, built alone unless the root already has it."""
+        parser = self._parsers.get(name)
+        if parser is None:
+            module = self.commands[name]
+            parser = Parser(prog=f"shadowvault {name}", description=module.HELP, epilog=epilog(module))
+            self._fill(parser, module)
+            self._parsers[name] = parser
+        return parser
+
+    @staticmethod
+    def _fill(p: Parser, module: ModuleType) -> None:
+        module.add_arguments(p)
+        add_global_options(p, repository=getattr(module, "REPOSITORY", True))
+        p.set_defaults(_run=module.run)
 
     def parse(self, argv: Sequence[str]) -> argparse.Namespace:
         """Parse a whole command line; exits 2 with a usage message on bad input."""
@@ -238,11 +267,11 @@ class CommandLine:
             _fill_defaults(ns)
             return ns
         name = argv[at]
-        parser = self.parsers.get(name)
-        if parser is None:
+        if name not in self.commands:
             near = closest(name, list(self.commands))
             hint = f": did you mean {near!r}?" if near else ""
             self.root.error(f"unknown command {name!r}{hint} (see shadowvault --help)")
+        parser = self.command_parser(name)
         if any(w in ("-h", "--help", "--version") for w in argv[:at]):
             self.root.parse_args(argv[:at])  # prints the top-level help or version and exits
         if not getattr(self.commands[name], "REPOSITORY", True):
