@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -103,3 +104,22 @@ def test_backup_dry_run_names_what_it_would_read_and_exclude(tmp_path: Path) -> 
     doc = json.loads(sv("backup", "--dry-run", "--json", "--exclude", "*.tmp", str(src), repo=repo).stdout)
     assert doc["files"] == 1 and doc["bytes"] == 5 and len(doc["excluded"]) == 2
     assert json.loads(sv("snapshots", "--json", repo=repo).stdout) == []  # nothing was written
+
+
+def test_iexclude_ignores_case(tmp_path: Path) -> None:
+    from shadowvault.cli.commands.backup import case_insensitive_glob
+
+    assert case_insensitive_glob("/Data/[ab]x/*.JPG") == "/[dD][aA][tT][aA]/[ab][xX]/*.[jJ][pP][gG]"
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("photo.JPG", "other.jpg", "Other.Jpg", "keep.png"):
+        (src / name).write_text(name)
+    doc = json.loads(
+        sv("backup", "--dry-run", "--json", "--iexclude", "*.jpg", str(src), repo=tmp_path / "r").stdout
+    )
+    assert sorted(os.path.basename(e["path"]) for e in doc["excluded"]) == [
+        "Other.Jpg",
+        "other.jpg",
+        "photo.JPG",
+    ]
+    assert doc["files"] == 1

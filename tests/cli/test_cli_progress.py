@@ -31,7 +31,7 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _frames_in_tmux(repo: Path, args: str, want: str) -> list[str]:
     """Run ``shadowvault ARGS`` in a tmux pane; the screens that show a percentage, ETA and the
-regular expression ``want``."""
+    regular expression ``want``."""
     require_binary("tmux")
     e = env(repo)
     exports = " ".join(
