@@ -107,7 +107,7 @@ def test_backup_dry_run_names_what_it_would_read_and_exclude(tmp_path: Path) -> 
 
 
 def test_iexclude_ignores_case(tmp_path: Path) -> None:
-    from shadowvault.cli.commands.backup import case_insensitive_glob
+    from shadowvault.cli.backup_inputs import case_insensitive_glob
 
     assert case_insensitive_glob("/Data/[ab]x/*.JPG") == "/[dD][aA][tT][aA]/[ab][xX]/*.[jJ][pP][gG]"
     src = tmp_path / "src"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
 from shadowvault.config import Config, EffectiveSet
@@ -16,6 +14,7 @@ from shadowvault.errors import ShadowvaultError, UsageError
 from shadowvault.repo import DEFAULT_PACK_SIZE, Repository
 
 from ..app import App, state_dir
+from ..backup_inputs import read_list_files
 from ..parser import schema_option
 from ..render import BackupRenderer, human_bytes
 
@@ -74,51 +73,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pack-size", type=int, default=None, help="target pack size in MiB (default 16)")
 
 
-def _lines(path: str, what: str) -> list[str]:
-    """Non-empty, non-comment lines of a list file (restic's --exclude-file/--files-from format)."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
-    return [s for s in (line.strip() for line in text.splitlines()) if s and not s.startswith("#")]
-
-
-def case_insensitive_glob(pattern: str) -> str:
-    """``*.JPG`` → ``*.[jJ][pP][gG]``: the same glob, every letter either case (restic's --iexclude).
-
-    Written as bracket expressions so one exclude list (and the configuration's syntax) serves both;
-    existing bracket expressions and escaped characters are kept as they are.
-    """
-    out: list[str] = []
-    i = 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(pattern[i : i + 2])
-            i += 2
-            continue
-        if ch == "[":
-            end = pattern.find("]", i + 2)
-            if end != -1:
-                out.append(pattern[i : end + 1])
-                i = end + 1
-                continue
-        out.append(f"[{ch.lower()}{ch.upper()}]" if ch.lower() != ch.upper() else ch)
-        i += 1
-    return "".join(out)
-
-
-def _read_list_files(args: argparse.Namespace) -> None:
-    """Fold --files-from into the paths and --exclude-file into --exclude (before anything else)."""
-    for f in args.files_from:
-        args.paths.extend(_lines(f, "--files-from file"))
-    for f in args.exclude_file:
-        args.exclude.extend(_lines(f, "--exclude-file"))
-    args.exclude.extend(case_insensitive_glob(p) for p in args.iexclude)
-    if args.files_from and not args.paths:
-        raise UsageError(f"--files-from {', '.join(args.files_from)} lists no paths")
-
-
 def _overrides(args: argparse.Namespace, eff: EffectiveSet) -> EffectiveSet:
     """Command-line flags over the set's values, validated like the file (ConfigError, exit 2)."""
     values: dict[str, Any] = {
@@ -158,7 +112,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     DESIGN's exit codes: 0 ok, 1 fatal, 2 usage/config, 3 failed files, 4 suspect files.
     """
     # Configuration and flags are checked completely before the repository is touched.
-    _read_list_files(args)
+    read_list_files(args)
     runs = selected_sets(args, app.config())
     pack_size = DEFAULT_PACK_SIZE
     if args.pack_size is not None:
