@@ -20,7 +20,11 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 
-REPO_COMMANDS = frozenset({"backup", "restore", "snapshots", "ls", "check", "cat", "report"})
+REPO_COMMANDS = frozenset(
+    {"backup", "restore", "snapshots", "ls", "check", "cat", "report"}
+    | {"diff", "find", "stats", "dump", "tag", "unlock", "key"}
+)
+_VALUE_OPTIONS = frozenset({"-r", "--repo", "--password-file", "--password-command", "--config"})
 _MAX_KEYS = 4
 HASHLIB_LIMIT = 2**31 - 1
 """hashlib.scrypt refuses a memory limit this large or larger."""
@@ -91,7 +95,12 @@ def prefetch(repo_dir: str, password: str) -> int:
 def prefetch_for_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """``prefetch`` when ``argv`` runs a repository command whose repository and password are known
     without reading any configuration; 0 otherwise."""
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = None
+    for i, arg in enumerate(argv):
+        # The command is the first word that is not an option or a global option's value.
+        if not arg.startswith("-") and (i == 0 or argv[i - 1] not in _VALUE_OPTIONS):
+            command = arg
+            break
     password = env.get("SHADOWVAULT_PASSWORD")
     if command not in REPO_COMMANDS or not password:
         return 0

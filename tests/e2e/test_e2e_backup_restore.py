@@ -104,6 +104,7 @@ def test_restore_include_exclude_and_no_overwrite(backed_up: Path, tree: Path, t
         "--include",
         "**/dir/**",
         "--overwrite",
+        "if-changed",
         repo=backed_up,
     )
     assert victim.read_bytes() == (tree / "dir" / "compressible.log").read_bytes()

@@ -105,7 +105,7 @@ def test_existing_files_are_kept_and_counted(source: Path, repo: Path, tmp_path:
     assert (out / "a" / "small3.txt").read_bytes() == b"mine too"
     assert p.stdout.count("exists, not overwritten (use --overwrite to replace it)") == 2
     assert digest(out / "a" / "copy1.bin") == digest(source / "big.bin")
-    p = sv("restore", "--overwrite", "latest", "--target", str(tmp_path), repo=repo)
+    p = sv("restore", "--overwrite", "always", "latest", "--target", str(tmp_path), repo=repo)
     assert digest(out / "big.bin") == digest(source / "big.bin")
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from shadowvault import __version__, interrupts, kdfcache
+from shadowvault import interrupts, kdfcache
 
 # Before the heavy imports below: SIGINT/SIGTERM end the program cleanly from now on, and key
 # derivation (GIL released) runs while they load.
@@ -23,43 +23,21 @@ from shadowvault.errors import ShadowvaultError  # noqa: E402
 
 from .app import App  # noqa: E402
 from .commands import COMMANDS  # noqa: E402
+from .parser import CommandLine  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
-        prog="shadowvault",
-        description="Back up files while they are open, into restic-compatible repositories.",
-    )
-    parser.add_argument("--version", action="version", version=f"shadowvault {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-r",
-        "--repo",
-        help="repository path (default: $SHADOWVAULT_REPOSITORY, config, or the "
-        "default repository in the user data directory)",
-    )
-    common.add_argument("--password-file", help="file whose first line is the repository password")
-    common.add_argument(
-        "--config", help="configuration file (default: $SHADOWVAULT_CONFIG or the user config dir)"
-    )
-    common.add_argument("--json", action="store_true", help="machine-readable JSON lines on stdout")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress or status messages")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        p = sub.add_parser(name, parents=[common], help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
-    return parser
+    """The root argument parser with every command registered (help, completion scripts)."""
+    return CommandLine(COMMANDS).root
 
 
 @interrupts.entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shadowvault`` console script; returns the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    cli = CommandLine(COMMANDS)
+    args = cli.parse(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "command", None):
-        parser.print_help()
+        cli.root.print_help()
         return 2
     app = App(args)
     try:

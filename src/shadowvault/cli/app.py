@@ -61,6 +61,7 @@ class App:
         self.args = args
         self.json: bool = bool(getattr(args, "json", False))
         self.quiet: bool = bool(getattr(args, "quiet", False))
+        self.verbose: int = int(getattr(args, "verbose", 0) or 0)
         # No emoji codes or highlighting: file names like "a:smile:b" must print as they are.
         self.out = Console(highlight=False, soft_wrap=True, emoji=False)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
@@ -142,6 +143,12 @@ class App:
         # Backend messages never carry credentials (locations are shown without passwords).
         self.warn(f"{what} failed ({exc}); retrying in {delay:.1f} s")
 
+    @property
+    def password_command(self) -> str | None:
+        """``--password-command`` (the environment variable is read by ``get_password``)."""
+        value = getattr(self.args, "password_command", None)
+        return str(value) if value else None
+
     def open_repo(self, *, create_default: bool = False, pack_size: int = DEFAULT_PACK_SIZE) -> Repository:
         """Open the repository; with ``create_default`` the zero-config repository is made on first use."""
         location, pw_file, is_default = self.repo_location()
@@ -153,7 +160,10 @@ class App:
                 f"no repository configured and none at the default place {path}: pass --repo, set "
                 f"{ENV_REPOSITORY}, or run `shadowvault backup PATH` once to create the default one"
             )
-        password = get_password(pw_file if (pw_file and pw_file.exists()) or not is_default else None)
+        password = get_password(
+            pw_file if (pw_file and pw_file.exists()) or not is_default else None,
+            command=self.password_command,
+        )
         return Repository.open(self.backend(location), password, pack_size=pack_size)
 
     def _create_default_repo(self, path: Path) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 
 from shadowvault.engine.hotbackup.restore import restore_database
+from shadowvault.engine.select import select_snapshot
 from shadowvault.errors import UsageError
 
 from .app import App
 from .render import human_bytes
+from .selection import snapshot_filter
 
 
 def add_database_arguments(p: argparse.ArgumentParser) -> None:
@@ -17,33 +19,29 @@ def add_database_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--to-database", metavar="NEW", help="load it as this database instead (created if missing)"
     )
-    p.add_argument(
-        "--set",
-        dest="set_name",
-        metavar="SET",
-        help="connect as this configured set does (default: the dump's server)",
-    )
+    # --set (from the snapshot filters) also names the set whose connection settings are used.
 
 
 def run_database(app: App, args: argparse.Namespace) -> int:
     """Stream the dump into pg_restore / mariadb; errors are one line (exit 1)."""
     server = None
-    if args.set_name:
+    set_name = args.f_sets[-1] if getattr(args, "f_sets", None) else None
+    if set_name:
         config = app.config()
         if config is None:
             raise UsageError("--set needs a configuration file (--config or $SHADOWVAULT_CONFIG)")
-        servers = config.effective(args.set_name).values.database_servers()
+        servers = config.effective(set_name).values.database_servers()
         if len(servers) != 1:
-            raise UsageError(
-                f"set {args.set_name!r} names {len(servers)} database servers: use a set with one"
-            )
+            raise UsageError(f"set {set_name!r} names {len(servers)} database servers: use a set with one")
         server = servers[0]
     repo = app.open_repo()
     try:
         with repo.lock(exclusive=False):
             repo.load_index()
+            # `latest` honours --host/--path/--tag/--set like every other snapshot argument.
+            selected = select_snapshot(repo, args.snapshot, snapshot_filter(args))
             done = restore_database(
-                repo, args.snapshot, args.database, to_database=args.to_database, server=server
+                repo, selected.id, args.database, to_database=args.to_database, server=server
             )
     finally:
         repo.close()

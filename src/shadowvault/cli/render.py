@@ -7,10 +7,7 @@ Only ``suspect`` and ``failed`` files are listed individually (every file in
 from __future__ import annotations
 
 import time
-from typing import Any
-
-from rich.live import Live
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from shadowvault.engine.events import (
     Event,
@@ -22,6 +19,10 @@ from shadowvault.engine.events import (
 )
 
 from .app import App
+from .progress import ProgressDisplay
+
+if TYPE_CHECKING:
+    from shadowvault.engine.scan import TotalsScan
 
 
 def human_bytes(n: float) -> str:
@@ -50,20 +51,23 @@ def dump_line(path: str, dump: dict[str, Any]) -> str:
 class BackupRenderer:
     """Renders a backup session's events on the App's output."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, scan: TotalsScan | None = None) -> None:
         self.app = app
+        self.scan = scan
         self.start = time.monotonic()
         self.files = 0
         self.bytes = 0
+        self.errors = 0
         self.current = ""
         self._last_json = 0.0
-        self.live: Live | None = None
+        self.live: ProgressDisplay | None = None
         if app.interactive:
-            self.live = Live(Text(""), console=app.err, refresh_per_second=4, transient=True)
-            self.live.start()
+            self.live = ProgressDisplay(app.err)
 
     def close(self) -> None:
-        """Stop the live display (call in a finally)."""
+        """Stop the live display and the scan (call in a finally)."""
+        if self.scan is not None:
+            self.scan.stop()
         if self.live is not None:
             self.live.stop()
             self.live = None
@@ -73,7 +77,11 @@ class BackupRenderer:
             self.files += 1
             self.bytes += event.size
             self.current = event.path
-            if event.outcome.get("class") not in (None, "ok"):
+            klass = event.outcome.get("class")
+            if klass == "failed":
+                self.errors += 1
+            self._verbose(event)
+            if klass not in (None, "ok") and (klass == "failed" or not self.app.quiet):
                 if self.app.json:
                     self.app.emit({"message_type": "file", "path": event.path, **event.outcome})
                 else:
@@ -88,16 +96,40 @@ class BackupRenderer:
                     f"again in {event.delay:g} s"
                 )
         elif isinstance(event, Warning_):
-            self.app.warn(event.message)
+            if not self.app.quiet or self.app.json:  # -q: nothing but errors
+                self.app.warn(event.message)
         elif isinstance(event, Progress):
             self._status()
         elif isinstance(event, SessionSummary):
             self.close()
             self._summary(event)
 
+    def _verbose(self, event: FileDone) -> None:
+        # restic's -v: new and modified files; -vv also the unchanged ones.
+        level = self.app.verbose
+        if not level or self.app.quiet or event.outcome.get("class") == "failed":
+            return
+        if event.reused:
+            if level < 2:
+                return
+            status = "unchanged"
+        else:
+            status = "modified" if event.in_parent else "new"
+        if self.app.json:
+            self.app.emit(
+                {
+                    "message_type": "verbose_status",
+                    "action": status,
+                    "item": event.path,
+                    "data_size": event.size,
+                }
+            )
+        else:
+            self._line(f"{status:<10}{event.path}, {human_bytes(event.size)}")
+
     def _line(self, text: str) -> None:
         if self.live is not None:
-            self.live.console.print(text, markup=False)
+            self.live.print(text)
         else:
             self.app.err.print(text, markup=False)
 
@@ -107,26 +139,39 @@ class BackupRenderer:
             now = time.monotonic()
             if now - self._last_json >= 1.0:
                 self._last_json = now
-                self.app.emit(
-                    {
-                        "message_type": "status",
-                        "files_done": self.files,
-                        "bytes_done": self.bytes,
-                        "seconds_elapsed": round(elapsed, 1),
-                        "current_file": self.current,
-                    }
-                )
+                self.app.emit(self._status_json(elapsed))
             return
         if self.live is not None:
-            rate = human_bytes(self.bytes / elapsed)
-            self.live.update(
-                Text(f"{self.files} files, {human_bytes(self.bytes)}, {rate}/s  {self.current}"[:200])
-            )
+            scan = self.scan
+            totals = (scan.files, scan.bytes) if scan else (0, 0)
+            final = scan is None or scan.done
+            self.live.update(self.files, self.bytes, self.errors, self.current, totals, final)
+
+    def _status_json(self, elapsed: float) -> dict[str, Any]:
+        # restic's status fields, so its JSON consumers read ours.
+        doc: dict[str, Any] = {
+            "message_type": "status",
+            "seconds_elapsed": round(elapsed, 1),
+            "files_done": self.files,
+            "bytes_done": self.bytes,
+            "error_count": self.errors,
+            "current_files": [self.current] if self.current else [],
+        }
+        if self.scan is not None:
+            total = max(self.scan.bytes, self.bytes)
+            doc["total_files"] = max(self.scan.files, self.files)
+            doc["total_bytes"] = total
+            doc["percent_done"] = self.bytes / total if total else 0.0
+            if self.scan.done and self.bytes:
+                doc["seconds_remaining"] = round(elapsed * (total - self.bytes) / self.bytes)
+        return doc
 
     def _summary(self, s: SessionSummary) -> None:
         if self.app.json:
             self.app.emit(s.to_json())
             return
+        if self.app.quiet:
+            return  # -q: cron mails only when something failed (the failed files were listed)
         app = self.app
         app.print(
             f"Files: {s.files_ok} ok, {s.files_suspect} suspect, {s.files_failed} failed "

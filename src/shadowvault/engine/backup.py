@@ -163,6 +163,7 @@ class _Waiting:
     read_path: bytes
     view: SnapshotView | None
     attempts: list[Any]
+    in_parent: bool = False  # the parent snapshot had this path: "modified", not "new" (-v)
 
 
 def _abs(p: str) -> str:
@@ -525,7 +526,7 @@ class BackupSession:
             self.counts.add_class("ok")
             self.sink(FileDone(os.fsdecode(orig), meta.size, {"class": "ok"}, reused=True))
             return
-        waiting = _Waiting(d, d.reserve(), orig, read_path, view, [])
+        waiting = _Waiting(d, d.reserve(), orig, read_path, view, [], parent_node is not None)
         self._attempt(waiting, meta)
 
     def _attempt(self, w: _Waiting, meta: FileMeta) -> None:
@@ -588,7 +589,7 @@ class BackupSession:
         else:
             stored = data if cls is Classification.SUSPECT else None
             self.builder.settle(w.dir, w.slot, PendingFile(meta, size, chunks, stored))
-        self.sink(FileDone(path, size, data, reused=False))
+        self.sink(FileDone(path, size, data, reused=False, in_parent=w.in_parent))
         if (
             cls is Classification.FAILED
             and self.opt.stop_on_errors

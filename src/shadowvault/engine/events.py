@@ -49,6 +49,8 @@ class FileDone(Event):
     size: int
     outcome: dict[str, Any]
     reused: bool
+    in_parent: bool = False
+    """The parent snapshot had this path (restic -v: "modified" rather than "new")."""
     kind: str = field(init=False, default="file_done")
 
 

@@ -1,7 +1,13 @@
 """RestoreSession: a snapshot tree → files on disk, data and metadata.
 
-Never overwrites an existing file unless asked. Like restic's restorer, the
-walk plans which blob goes to which file offsets, grouped by pack; worker
+Never overwrites a differing file unless asked (``overwrite``: ``never``, ``if-changed``,
+``always``); an existing file that already matches the snapshot (size and mtime, or its content
+with ``verify``) is left alone and counted as unchanged, so restoring onto an identical tree
+succeeds. ``delete`` removes what the snapshot does not have; ``dry_run`` only counts. Only
+directories that existed before the restore are looked at for existing entries: in a directory
+the restore created itself every name is new, so the common case costs no extra lookups.
+
+Like restic's restorer, the walk plans which blob goes to which file offsets, grouped by pack; worker
 threads read the planned blobs of a pack in large ranges, verify and decode them
 and write every copy of each blob with ``pwrite``. A pack's plan is handed to the
 workers while the walk goes on, as soon as it holds about one read window (and
@@ -18,6 +24,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import shutil
 import stat
 import sys
 import threading
@@ -33,6 +40,7 @@ from shadowvault.repo.repository import PACK_READ_WINDOW
 
 from .diskfull import SpaceGuard
 from .events import EventSink, Warning_
+from .existing import existing_matches
 from .nodes import node_outcome, posix_permissions
 
 _HOLE_BLOCK = 64 * 1024
@@ -53,11 +61,19 @@ class RestoreOptions:
     target: str
     include: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
-    overwrite: bool = False
+    overwrite: str = "never"
+    """never: keep a differing file (exit 3); if-changed: replace it; always: replace every file."""
+    verify: bool = False
+    """Decide "unchanged" by content (blob hashes) instead of size and mtime."""
+    delete: bool = False
+    dry_run: bool = False
     skip_suspect: bool = False
     only_suspect: bool = False
     workers: int = 0
     keep_going: bool = False  # on a full target: go on with what fits instead of stopping
+
+
+OVERWRITE_MODES: tuple[str, ...] = ("never", "if-changed", "always")
 
 
 @dataclass
@@ -69,6 +85,11 @@ class RestoreResult:
     other: int = 0
     bytes: int = 0
     skipped_existing: int = 0
+    """Differing files left as they were (overwrite = never)."""
+    unchanged: int = 0
+    """Existing entries that already matched the snapshot."""
+    overwritten: int = 0
+    deleted: int = 0
     skipped_suspect: int = 0
     errors: int = 0
     suspect_restored: list[str] = field(default_factory=list)
@@ -113,6 +134,7 @@ class _WalkFrame:
     rel: bytes
     included: bool
     dir: tuple[bytes, Node] | None
+    fresh: bool  # the directory did not exist before this restore (nothing in it needs checking)
     any_selected: bool = False
 
 
@@ -122,6 +144,8 @@ class RestoreSession:
     def __init__(self, repo: Repository, options: RestoreOptions, sink: EventSink) -> None:
         if options.skip_suspect and options.only_suspect:
             raise UsageError("--skip-suspect and --only-suspect exclude each other: choose one")
+        if options.overwrite not in OVERWRITE_MODES:
+            raise UsageError(f"--overwrite {options.overwrite}: choose one of {', '.join(OVERWRITE_MODES)}")
         self.repo = repo
         self.opt = options
         self.sink = sink
@@ -147,11 +171,22 @@ class RestoreSession:
         self._not_restored: list[_FileJob] = []
         self._report_lock = threading.Lock()
         self._space = SpaceGuard(self.target, keep_going=options.keep_going)
+        # Progress, read by a display while the restore runs (written under _report_lock).
+        self.bytes_written = 0
+        self.files_written = 0
+        self.planned = False
+        """The walk has finished: ``result.files`` and ``result.bytes`` are the totals."""
 
     def run(self, snapshot_ref: str) -> RestoreResult:
         """Restore the snapshot named by ``snapshot_ref`` ("latest", id or prefix)."""
         _, snap = self.repo.find_snapshot(snapshot_ref)
-        os.makedirs(self.target, exist_ok=True)
+        return self.restore_tree(snap.tree)
+
+    def restore_tree(self, tree_id: bytes | None) -> RestoreResult:
+        """Restore the contents of the tree ``tree_id`` (a snapshot's root or a directory in it)."""
+        fresh = not os.path.isdir(self.target)
+        if not self.opt.dry_run:
+            os.makedirs(self.target, exist_ok=True)
         workers = self.opt.workers or max(2, os.cpu_count() or 2)
         # The walk allocates hundreds of thousands of small objects (nodes, plans)
         # and none of them form cycles, yet each allocation burst triggers the cycle
@@ -162,7 +197,8 @@ class RestoreSession:
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
                 self._pool = pool
-                self._walk(snap.tree, b"", ancestor_included=False)
+                self._walk(tree_id, b"", ancestor_included=False, fresh=fresh)
+                self.planned = True
                 self._submit_creates()
                 # Every directory exists now (include filters may create parents after
                 # their children were planned), so the remaining files can be created.
@@ -194,14 +230,17 @@ class RestoreSession:
 
     # ----- selection ----------------------------------------------------------------------------
 
-    def _walk(self, tree_id: bytes | None, rel: bytes, ancestor_included: bool) -> bool:
+    def _walk(self, tree_id: bytes | None, rel: bytes, ancestor_included: bool, fresh: bool) -> bool:
         """Restore the children of a tree; returns whether anything below was selected.
 
+        ``fresh``: the directory did not exist before this restore, so nothing in it can.
         Iterative, one frame per open directory: a snapshot thousands of levels deep must not
         exhaust Python's recursion limit. Directories get their metadata after their children, so
         they are recorded when their frame closes (post-order), as a recursive walk would.
         """
-        root = _WalkFrame(self._nodes(tree_id), rel, ancestor_included, None)
+        root = _WalkFrame(
+            self._nodes(tree_id, rel, ancestor_included, fresh), rel, ancestor_included, None, fresh
+        )
         stack = [root]
         exclude, include = self._exclude, self._include
         while stack:
@@ -213,7 +252,8 @@ class RestoreSession:
                     dest, dir_node = frame.dir
                     if not frame.included:
                         self._mkdir(dest)
-                    self._dirs.append((dest, dir_node))
+                    if not self.opt.dry_run:
+                        self._dirs.append((dest, dir_node))
                     stack[-1].any_selected = True
                 continue
             # os.fsencode, without its per-call lookups (this runs for every node).
@@ -228,16 +268,49 @@ class RestoreSession:
             included = frame.included or include is None or include.matches(child, is_dir)
             if is_dir:
                 dest = self.target + child
-                if included:
-                    self._mkdir(dest)
-                stack.append(_WalkFrame(self._nodes(node.subtree), child, included, (dest, node)))
+                created = self._mkdir(dest) if included else not os.path.isdir(dest)
+                below_fresh = frame.fresh or created
+                nodes = self._nodes(node.subtree, child, included, below_fresh)
+                stack.append(_WalkFrame(nodes, child, included, (dest, node), below_fresh))
             elif included and self._wanted(node, child):
-                self._restore_leaf(child, node)
+                self._restore_leaf(child, node, frame.fresh)
                 frame.any_selected = True
         return root.any_selected
 
-    def _nodes(self, tree_id: bytes | None) -> Iterator[Node]:
-        return iter(self.repo.load_tree(tree_id).nodes) if tree_id is not None else iter(())
+    def _nodes(self, tree_id: bytes | None, rel: bytes, included: bool, fresh: bool) -> Iterator[Node]:
+        """The nodes of a directory about to be walked (``--delete`` tidies it first)."""
+        nodes = self.repo.load_tree(tree_id).nodes if tree_id is not None else []
+        if self.opt.delete and not fresh and (included or self._include is None):
+            self._delete_extra(rel, {n.name.encode(_FS_ENCODING, _FS_ERRORS) for n in nodes})
+        return iter(nodes)
+
+    def _delete_extra(self, rel: bytes, keep: set[bytes]) -> None:
+        """``--delete``: remove entries of the directory ``rel`` that the snapshot does not have
+        (excluded names are left alone: the restore was told not to look at them)."""
+        where = self.target + rel
+        try:
+            names = os.listdir(where)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            self._error(where, e)
+            return
+        for name in names:
+            child = rel + b"/" + name
+            path = where + b"/" + name
+            is_dir = os.path.isdir(path) and not os.path.islink(path)
+            if name in keep or (self._exclude is not None and self._exclude.matches(child, is_dir)):
+                continue
+            self.result.deleted += 1
+            if self.opt.dry_run:
+                continue
+            try:
+                if is_dir:
+                    shutil.rmtree(path)
+                else:
+                    os.unlink(path)
+            except OSError as e:
+                self._error(path, e)
 
     def _wanted(self, node: Node, rel: bytes) -> bool:
         # Only suspect and failed files carry an extra key: most nodes have none.
@@ -254,37 +327,60 @@ class RestoreSession:
 
     # ----- creating entries ---------------------------------------------------------------------
 
-    def _mkdir(self, path: bytes) -> None:
+    def _mkdir(self, path: bytes) -> bool:
+        """Create a directory; True when this restore created it (or would, in a dry run)."""
+        if self.opt.dry_run:
+            self.result.dirs += 1
+            return not os.path.isdir(path)
         try:
             # The walk creates parents first, so one mkdir is enough; makedirs would
             # stat the parent too, and every system call the main thread makes costs
             # it a wait for the GIL the workers hold while they decode.
+            created = True
             try:
                 os.mkdir(path)
             except FileExistsError:
                 if not os.path.isdir(path):
                     raise
+                created = False
             except FileNotFoundError:  # a parent is missing (include filters)
                 os.makedirs(path, exist_ok=True)
         except OSError as e:
             self._error(path, e)
-            return
+            return False
         self.result.dirs += 1
+        return created
 
-    def _restore_leaf(self, rel: bytes, node: Node) -> None:
+    def _restore_leaf(self, rel: bytes, node: Node, fresh: bool) -> None:
         dest = self.target + rel
         regular = node.type == "file"
-        # A regular file's O_EXCL open refuses an existing entry by itself, so the
-        # common case skips this lookup; hard-linked files keep it because the
-        # name of their first restored copy must be one that really got written.
-        if (self.opt.overwrite or not regular or node.links > 1) and os.path.lexists(dest):
-            if not self.opt.overwrite:
+        # In a directory this restore created nothing can exist yet, and a regular
+        # file's O_EXCL open would refuse one anyway, so the common case skips this
+        # lookup; hard-linked files keep it because the name of their first restored
+        # copy must be one that really got written.
+        if (not fresh or not regular or node.links > 1) and os.path.lexists(dest):
+            keep = self.opt.overwrite != "always"
+            if keep and existing_matches(self.repo, dest, node, verify=self.opt.verify):
+                self.result.unchanged += 1
+                if regular and node.links > 1:
+                    self._links.setdefault((node.device_id, node.inode), dest)
+                return
+            if self.opt.overwrite == "never":
                 self._skipped_existing(dest)
                 return
             if os.path.isdir(dest) and not os.path.islink(dest):
                 self._error(dest, OSError(errno.EISDIR, "a directory is in the way"))
                 return
-            os.unlink(dest)
+            self.result.overwritten += 1
+            if not self.opt.dry_run:
+                os.unlink(dest)
+        if self.opt.dry_run:
+            if regular:
+                self.result.files += 1
+                self.result.bytes += node.size
+            else:
+                self.result.other += 1
+            return
         if regular and node.links > 1:
             key = (node.device_id, node.inode)
             first = self._links.get(key)
@@ -405,6 +501,8 @@ class RestoreSession:
                             end = _write_sparse(fd, data, offset)
                         except OSError as e:
                             self._fail(job, e)
+                        with self._report_lock:
+                            self.bytes_written += len(data)
                     with job.lock:
                         job.pending -= 1
                         if end > job.end:
@@ -443,7 +541,7 @@ class RestoreSession:
                 return fd
             except FileExistsError as e:
                 job.failed = True
-                if self.opt.overwrite:  # something appeared after the unlink: report, as before
+                if self.opt.overwrite != "never":  # something appeared after the unlink: report
                     self._error(job.dest, e)
                 else:
                     # Counted as a file when planned; the main thread takes it back
@@ -475,6 +573,8 @@ class RestoreSession:
                 self._error(job.dest, e)
                 return
             self._apply_meta_fd(fd, job.dest, job.node)
+            with self._report_lock:
+                self.files_written += 1
         finally:
             os.close(fd)
 

@@ -142,12 +142,28 @@ def _check_snapshots(repo: Repository) -> list[CheckProblem]:
     return problems
 
 
-def _read_data(repo: Repository, sizes: dict[str, int]) -> list[CheckProblem]:
+@dataclass
+class CheckProgress:
+    """Counters of ``read_data`` for a progress display (read from another thread)."""
+
+    packs_total: int = 0
+    bytes_total: int = 0
+    packs_done: int = 0
+    bytes_done: int = 0
+    started: bool = False
+    """The totals are known (reading has begun)."""
+
+
+def _read_data(repo: Repository, sizes: dict[str, int], progress: CheckProgress) -> list[CheckProblem]:
     problems: list[CheckProblem] = []
-    for pack_id in sorted(repo.index.pack_ids()):
+    packs = [p for p in sorted(repo.index.pack_ids()) if p.hex() in sizes]  # missing: reported already
+    progress.packs_total = len(packs)
+    progress.bytes_total = sum(sizes[p.hex()] for p in packs)
+    progress.started = True
+    for pack_id in packs:
         name = pack_id.hex()
-        if name not in sizes:
-            continue  # already reported as missing
+        progress.packs_done += 1
+        progress.bytes_done += sizes[name]
         try:
             data = repo.backend.load(FileType.PACK, name)
         except OSError as exc:
@@ -167,7 +183,11 @@ def _read_data(repo: Repository, sizes: dict[str, int]) -> list[CheckProblem]:
 
 
 def check_repository(
-    repo: Repository, *, read_data: bool = False, include_hints: bool = False
+    repo: Repository,
+    *,
+    read_data: bool = False,
+    include_hints: bool = False,
+    progress: CheckProgress | None = None,
 ) -> list[CheckProblem]:
     """Check index, packs, snapshots and trees (and all blob data with ``read_data``).
 
@@ -180,7 +200,7 @@ def check_repository(
     problems += _check_packs(repo, sizes)
     problems += _check_snapshots(repo)
     if read_data:
-        problems += _read_data(repo, sizes)
+        problems += _read_data(repo, sizes, progress or CheckProgress())
     if not include_hints:
         problems = [p for p in problems if p.critical]
     return problems

@@ -9,16 +9,18 @@ from shadowvault.config import Config, EffectiveSet
 from shadowvault.engine.activity import log_path
 from shadowvault.engine.backup import BackupOptions
 from shadowvault.engine.prewarm import MetadataPrewarm
+from shadowvault.engine.scan import TotalsScan, dry_run
 from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
 from shadowvault.errors import ShadowvaultError, UsageError
-from shadowvault.openfiles import Strategy
 from shadowvault.repo import DEFAULT_PACK_SIZE, Repository
-from shadowvault.snapshots import SnapshotMode
 
 from ..app import App, state_dir
-from ..render import BackupRenderer
+from ..backup_inputs import read_list_files
+from ..parser import schema_option
+from ..render import BackupRenderer, human_bytes
 
 HELP = "back up files and directories, or configured backup sets"
+EXIT_CODES = {3: "some files failed (not in the snapshot)", 4: "some files are suspect (no failures)"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="*", help="files and directories to back up")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME", help="run a backup set")
     p.add_argument("--all-sets", action="store_true", help="run every set of the configuration, one by one")
-    p.add_argument("--tag", action="append", default=[], help="add a tag to the snapshot (repeatable)")
+    p.add_argument(
+        "--tag", action="append", default=[], help="add tags to the snapshot: TAG[,TAG…] (repeatable)"
+    )
     p.add_argument("--host", help="host name to record (default: this machine's)")
     p.add_argument("--force", action="store_true", help="read every file, even unchanged ones")
     p.add_argument("--parent", help="snapshot to compare against (default: latest of this host and paths)")
@@ -34,36 +38,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--exclude", action="append", default=[], help="glob to exclude, `**` allowed (repeatable)"
     )
     p.add_argument(
-        "--exclude-if-present",
+        "--iexclude",
         action="append",
-        default=None,
-        help="skip directories containing this file (default: CACHEDIR.TAG)",
+        default=[],
+        metavar="GLOB",
+        help="as --exclude, ignoring the case of letters (repeatable)",
     )
+    p.add_argument(
+        "--exclude-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read exclude globs from FILE, one a line (# comments, blank lines ignored; repeatable)",
+    )
+    p.add_argument(
+        "--files-from",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="read the paths to back up from FILE, one a line (- for stdin; repeatable)",
+    )
+    schema_option(p, "exclude_if_present")
     p.add_argument("--no-default-excludes", action="store_true", help="do not skip the built-in system files")
-    p.add_argument("-x", "--one-file-system", action="store_true", help="do not cross file-system boundaries")
+    schema_option(p, "one_file_system", "-x")
+    for key in ("open_files", "retry_times", "retry_interval", "retry_on_change", "snapshot"):
+        schema_option(p, key)
+    schema_option(p, "stop_on_errors")
+    schema_option(p, "detailed_log")
     p.add_argument(
-        "--open-files",
-        choices=[s.value for s in Strategy],
-        default=None,
-        help="open-file strategy (default: try-deny-write)",
-    )
-    p.add_argument("--retry-times", type=int, default=None, help="retries of a failed file, 0–10")
-    p.add_argument("--retry-interval", type=int, default=None, help="seconds between retries, 0–999")
-    p.add_argument(
-        "--retry-on-change",
+        "-n",
+        "--dry-run",
         action="store_true",
-        default=None,
-        help="also retry files that changed while read",
-    )
-    p.add_argument(
-        "--snapshot",
-        choices=[m.value for m in SnapshotMode],
-        default=None,
-        help="volume snapshots: off, auto or required (default: off)",
-    )
-    p.add_argument("--stop-on-errors", type=int, default=None, help="stop after N failed files (0: never)")
-    p.add_argument(
-        "--detailed-log", action="store_true", default=None, help="log every file, not only problems"
+        help="only show what would be read and excluded, and its size (-v: every path)",
     )
     p.add_argument("--pack-size", type=int, default=None, help="target pack size in MiB (default 16)")
 
@@ -83,7 +89,8 @@ def _overrides(args: argparse.Namespace, eff: EffectiveSet) -> EffectiveSet:
         "use_default_excludes": False if args.no_default_excludes else None,
         # --exclude and --tag add to what the set has rather than replacing it.
         "exclude": eff.values.exclude + args.exclude if args.exclude else None,
-        "tags": eff.values.tags + args.tag if args.tag else None,
+        # restic splits --tag a,b into two tags; so does this.
+        "tags": eff.values.tags + [t for v in args.tag for t in v.split(",") if t] if args.tag else None,
     }
     if args.paths:
         values["sources"] = list(args.paths)
@@ -106,6 +113,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     DESIGN's exit codes: 0 ok, 1 fatal, 2 usage/config, 3 failed files, 4 suspect files.
     """
     # Configuration and flags are checked completely before the repository is touched.
+    read_list_files(args)
     runs = selected_sets(args, app.config())
     pack_size = DEFAULT_PACK_SIZE
     if args.pack_size is not None:
@@ -121,6 +129,8 @@ def run(app: App, args: argparse.Namespace) -> int:
     ]
     for opts in options:  # live data directories of every dumped server are left out of file sets
         opts.run_databases = [d for other in options if other is not opts for d in other.databases]
+    if args.dry_run:
+        return _dry_run(app, runs, options)
     # Opening the repository is mostly waiting (key derivation, the lock's settling pause, the
     # index); the sources' metadata is read into the cache meanwhile.
     prewarm = MetadataPrewarm([s for opts in options for s in opts.sources])
@@ -142,6 +152,39 @@ def run(app: App, args: argparse.Namespace) -> int:
     return worst_exit_code(codes)
 
 
+def _dry_run(app: App, runs: list[EffectiveSet], options: list[BackupOptions]) -> int:
+    """Walk each set's sources with its selection rules; nothing is read or written."""
+    for eff, opts in zip(runs, options, strict=True):
+        found = dry_run(opts)
+        if app.json:
+            app.emit(
+                {
+                    "message_type": "dry_run",
+                    "set": eff.values.name or None,
+                    "files": found.files,
+                    "dirs": found.dirs,
+                    "other": found.other,
+                    "bytes": found.bytes,
+                    "excluded": [{"path": p, "reason": r} for p, r in found.excluded],
+                    "errors": found.errors,
+                }
+            )
+            continue
+        if app.verbose:
+            for path in found.included:
+                app.print(f"would save  {path}")
+        for path, reason in found.excluded:
+            app.print(f"excluded    {path} ({reason})")
+        for error in found.errors:
+            app.warn(error)
+        name = f"set {eff.values.name}: " if eff.values.name else ""
+        app.print(
+            f"{name}would back up {found.files} files, {found.dirs} directories, {found.other} other "
+            f"entries, {human_bytes(found.bytes)}; {len(found.excluded)} excluded"
+        )
+    return 0
+
+
 def _run_one(app: App, repo: Repository, eff: EffectiveSet, opts: BackupOptions, *, several: bool) -> int:
     name = eff.values.name or None
 
@@ -151,7 +194,9 @@ def _run_one(app: App, repo: Repository, eff: EffectiveSet, opts: BackupOptions,
         elif name:
             app.info(f"set {name}: activity session {session_id}")
 
-    renderer = BackupRenderer(app)
+    # Totals for the percentage and ETA (restic's concurrent scanner), only when someone sees them.
+    scan = TotalsScan(opts).start() if app.interactive or app.json else None
+    renderer = BackupRenderer(app, scan)
     try:
         done = run_set(
             repo,

@@ -6,12 +6,15 @@ import argparse
 
 from shadowvault.engine.checks import record_check
 from shadowvault.repo import check_repository, find_temp_files
+from shadowvault.repo.check import CheckProgress
 from shadowvault.repo.maintenance import unused_data
 
 from ..app import App, state_dir
+from ..progress import ProgressDisplay, Reading, polled
 from ..render import human_bytes
 
 HELP = "check the repository for errors"
+EXIT_CODES = {1: "problems were found (each on its own line), or the repository could not be read"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,9 +29,16 @@ def run(app: App, args: argparse.Namespace) -> int:
     writes are information, not errors: restic accepts them too, and ``prune`` removes them.
     """
     repo = app.open_repo()
-    with repo.lock(exclusive=False):
+    progress = CheckProgress()
+    display = ProgressDisplay(app.err, unit="packs") if app.interactive and args.read_data else None
+
+    def reading() -> Reading:
+        done = (progress.packs_done, progress.bytes_done, 0, "")
+        return (*done, (progress.packs_total, progress.bytes_total), progress.started)
+
+    with repo.lock(exclusive=False), polled(display, reading):
         repo.load_index()
-        found = check_repository(repo, read_data=args.read_data, include_hints=True)
+        found = check_repository(repo, read_data=args.read_data, include_hints=True, progress=progress)
         problems = [p for p in found if p.critical]
         unindexed = [p for p in found if not p.critical]
         unused = unused_data(repo) if not problems else (0, 0)
@@ -87,6 +97,6 @@ def run(app: App, args: argparse.Namespace) -> int:
         )
     if problems:
         app.print(f"{len(problems)} problems found")
-    else:
+    elif not app.quiet:
         app.print("no errors were found")
     return 1 if problems else 0

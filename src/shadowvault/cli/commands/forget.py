@@ -17,7 +17,7 @@ from shadowvault.repo.policy import Duration, KeepPolicy, Rules, parse_duration,
 
 from ..app import App
 from ..forget_render import EVERY, show_explain, show_forget
-from ..progress import PhaseProgress
+from ..phases import PhaseProgress
 from .prune import add_prune_arguments, pack_size, prune_options
 
 HELP = "remove snapshots according to a retention policy"

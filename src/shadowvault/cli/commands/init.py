@@ -24,7 +24,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     if is_default and not args.repo:
         raise UsageError("init needs --repo PATH (or $SHADOWVAULT_REPOSITORY)")
     backend = app.backend(location)  # a bad location is refused before the password is asked
-    password = get_password(Path(pw_file) if pw_file else None, confirm=True)
+    password = get_password(Path(pw_file) if pw_file else None, confirm=True, command=app.password_command)
     repo = Repository.init(backend, password)
     repo_id = str(repo.config["id"])
     where = repo.location()  # shown without any password

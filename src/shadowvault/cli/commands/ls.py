@@ -9,9 +9,11 @@ from datetime import datetime
 
 from shadowvault.engine.browse import walk
 from shadowvault.engine.nodes import node_outcome, posix_permissions
+from shadowvault.engine.select import select_snapshot
 from shadowvault.errors import UsageError
 
 from ..app import App
+from ..selection import SNAPSHOT_HELP, add_filter_options, snapshot_filter
 
 HELP = "list files in a snapshot"
 _TYPE_CHAR = {"dir": "d", "symlink": "l", "fifo": "p", "dev": "b", "chardev": "c", "socket": "s", "file": "-"}
@@ -19,19 +21,21 @@ _TYPE_CHAR = {"dir": "d", "symlink": "l", "fifo": "p", "dev": "b", "chardev": "c
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Snapshot, optional directory inside it, --long."""
-    p.add_argument("snapshot", help="snapshot id, unique prefix, or 'latest'")
+    p.add_argument("snapshot", help=SNAPSHOT_HELP)
     p.add_argument("path", nargs="?", default="/", help="only list below this path")
     p.add_argument("-l", "--long", action="store_true", help="mode, owner, size, time and outcome")
+    add_filter_options(p)
 
 
 def run(app: App, args: argparse.Namespace) -> int:
     """Print matching entries; suspect files are marked with their reason."""
     repo = app.open_repo()
     repo.load_index()
-    _, snap = repo.find_snapshot(args.snapshot)
-    below = os.path.normpath("/" + args.path.strip("/")) if args.path != "/" else ""
+    selected = select_snapshot(repo, args.snapshot, snapshot_filter(args))
+    path_arg = args.path if args.path != "/" else selected.subpath
+    below = os.path.normpath("/" + path_arg.strip("/")) if path_arg != "/" else ""
     found = False
-    for path, node in walk(repo, snap.tree, ""):
+    for path, node in walk(repo, selected.snapshot.tree, ""):
         if below and not (path == below or path.startswith(below + "/")):
             continue
         found = True

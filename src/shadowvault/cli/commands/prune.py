@@ -11,7 +11,7 @@ from shadowvault.repo import DEFAULT_PACK_SIZE
 from shadowvault.repo.maintenance import PruneOptions, PruneStats, prune
 
 from ..app import App
-from ..progress import PhaseProgress
+from ..phases import PhaseProgress
 from ..render import human_bytes
 
 HELP = "remove unreferenced data from the repository"

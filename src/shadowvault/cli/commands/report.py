@@ -10,10 +10,12 @@ import argparse
 from typing import Any
 
 from shadowvault.engine.activity import ActivityLog
+from shadowvault.engine.select import SnapshotFilter, select_snapshot
 from shadowvault.errors import UsageError
 
 from ..app import App
 from ..render import dump_line
+from ..selection import add_filter_options, snapshot_filter
 from .activity import activity_log, session_json
 
 HELP = "show the suspect and failed files of a session or snapshot"
@@ -30,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also list ok files that were recorded (detailed log, known writers)",
     )
+    add_filter_options(p)
 
 
 def _row(path: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -67,10 +70,11 @@ def _from_session(app: App, sid: int, everything: bool) -> dict[str, Any]:
     }
 
 
-def _from_snapshot(app: App, ref: str, everything: bool) -> dict[str, Any]:
+def _from_snapshot(app: App, ref: str, everything: bool, filt: SnapshotFilter) -> dict[str, Any]:
     repo = app.open_repo()
     try:
-        sid, snap = repo.find_snapshot(ref)
+        selected = select_snapshot(repo, ref, filt)
+        sid, snap = selected.id, selected.snapshot
     finally:
         repo.close()
     extra = snap.extra.get("shadowvault") if isinstance(snap.extra, dict) else None
@@ -104,11 +108,11 @@ def run(app: App, args: argparse.Namespace) -> int:
             # A snapshot id prefix can be all digits too ("9157301631"): try that before giving up.
             if len(target) < 4:
                 raise
-            report = _from_snapshot(app, target, args.all)
+            report = _from_snapshot(app, target, args.all, snapshot_filter(args))
     elif target != "latest" and not all(c in "0123456789abcdefABCDEF" for c in target):
         raise UsageError(f"{target!r} is neither a session number nor a snapshot id (hex digits or 'latest')")
     else:
-        report = _from_snapshot(app, target, args.all)
+        report = _from_snapshot(app, target, args.all, snapshot_filter(args))
     if app.json:
         app.emit(report)
         return 0

@@ -15,6 +15,8 @@ from shadowvault.errors import UsageError
 from ..app import App
 from ..dumpinfo import database_info, database_lines
 
+REPOSITORY = False
+"""Never opens a repository: --repo and the password options are not offered."""
 HELP = "list backup sets, or show one set's effective settings"
 
 

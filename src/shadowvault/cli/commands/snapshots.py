@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import datetime
 from typing import Any
 
+from shadowvault.engine.select import list_snapshots
 from shadowvault.errors import UsageError
 from shadowvault.repo import Snapshot
 from shadowvault.repo.policy import GroupKey, group_snapshots, parse_group_by
 
 from ..app import App
+from ..selection import add_filter_options, snapshot_filter
 
 HELP = "list snapshots"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Filters: --host, --tag, --path (each may be repeated); --group-by; --latest N."""
-    p.add_argument("--host", action="append", default=[], help="only snapshots of this host")
-    p.add_argument("--tag", action="append", default=[], help="only snapshots with this tag")
-    p.add_argument("--path", action="append", default=[], help="only snapshots that include this path")
+    """Filters: --host, --tag, --path, --set (each may be repeated); --group-by; --latest N."""
+    add_filter_options(p)
     p.add_argument(
         "-g", "--group-by", default=None, help="group by host, paths and/or tags (comma-separated)"
     )
@@ -51,16 +50,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--group-by: {exc}") from None
     repo = app.open_repo()
-    paths = {os.path.normpath(os.path.abspath(p)) for p in args.path}
-    rows = []
-    for sid, snap in repo.list_snapshots():
-        if args.host and snap.hostname not in args.host:
-            continue
-        if args.tag and not set(args.tag) <= set(snap.tags):
-            continue
-        if paths and not paths <= set(snap.paths):
-            continue
-        rows.append((sid, snap))
+    rows = list_snapshots(repo, snapshot_filter(args))
     if args.latest:
         # restic's --latest: the newest N per host and paths (or per the chosen grouping).
         per = group_snapshots(rows, group_by if group_by is not None else frozenset({"host", "paths"}))

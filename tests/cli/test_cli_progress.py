@@ -1,0 +1,87 @@
+"""Issue 16: backup progress on a terminal (tmux) shows a percentage and an ETA; --json gives
+restic-style status lines with totals from the concurrent scan; -q shows nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import require_binary
+from treeutil import env, sv
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("progress") / "src"
+    for d in range(20):
+        (src / f"d{d}").mkdir(parents=True)
+        for f in range(150):
+            (src / f"d{d}" / f"f{f}.txt").write_bytes(os.urandom(2048))
+    (src / "big.bin").write_bytes(os.urandom(96 * 1024 * 1024))
+    return src
+
+
+def _frames_in_tmux(repo: Path, args: str, want: str) -> list[str]:
+    """Run ``shadowvault ARGS`` in a tmux pane; the screens that show a percentage, ETA and the
+    regular expression ``want``."""
+    require_binary("tmux")
+    e = env(repo)
+    exports = " ".join(
+        f"{k}={shlex.quote(e[k])}" for k in ("PYTHONPATH", "SHADOWVAULT_PASSWORD", "SHADOWVAULT_REPOSITORY")
+    )
+    session = f"svprogress{os.getpid()}"
+    cmd = f"env {exports} {sys.executable} -m shadowvault {args}; echo EXITED $?; sleep 30"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "20", cmd], check=True)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            screen = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
+            ).stdout
+            seen.append(screen)
+            if (
+                re.search(r"\d+\.\d\d%", screen) and "ETA" in screen and want in screen
+            ) or "EXITED" in screen:
+                break
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    frames = [s for s in seen if re.search(r"\d+\.\d\d%", s) and "ETA" in s and re.search(want, s)]
+    assert frames, "no frame with a percentage and an ETA:\n" + "\n----\n".join(seen[-3:])
+    return frames
+
+
+def test_terminal_shows_percentage_and_eta(tree: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    sv("init", repo=repo)
+    frames = _frames_in_tmux(repo, f"backup {tree}", "/3001 files")
+    assert "MiB" in frames[-1]
+    sv("backup", "-q", str(tree), repo=repo)  # the pane above was closed mid-backup
+    target = tmp_path / "restored"
+    frames = _frames_in_tmux(repo, f"restore latest --target {target}", "/3001 files")
+    assert "MiB" in frames[-1]
+    frames = _frames_in_tmux(repo, "check --read-data", r"\d+/[1-9]\d* packs")
+    assert "MiB" in frames[-1]
+
+
+def test_json_status_lines_carry_totals(tree: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    sv("init", repo=repo)
+    lines = [json.loads(x) for x in sv("backup", "--json", str(tree), repo=repo).stdout.splitlines()]
+    status = [x for x in lines if x.get("message_type") == "status"]
+    assert status, lines[-1]
+    last = status[-1]
+    assert last["total_files"] == 3001 and last["total_bytes"] >= 96 * 1024 * 1024
+    assert 0.0 <= last["percent_done"] <= 1.0 and "error_count" in last
+    assert lines[-1]["message_type"] == "summary"
+    quiet = sv("backup", "-q", str(tree), repo=repo)
+    assert quiet.stdout == "" and quiet.stderr == ""
