@@ -175,6 +175,17 @@ class BackupSet:
         default=0,
         metadata=_spec(Kind.INT, "abort the set after this many failed files (0 = never)", minimum=0),
     )
+    sqlite_aware: bool = field(
+        default=True,
+        metadata=_spec(
+            Kind.BOOL,
+            "copy SQLite databases in use through SQLite (false: read their files one by one, suspect)",
+        ),
+    )
+    databases: list[str] = field(
+        default_factory=list,
+        metadata=_spec(Kind.STR_LIST, "sqlite sets: database files (paths or globs) copied through SQLite"),
+    )
     detailed_log: bool = field(
         default=False, metadata=_spec(Kind.BOOL, "record every file in the activity log, not only problems")
     )

@@ -43,6 +43,11 @@ def _row(path: str, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _shown(outcome: dict[str, Any]) -> bool:
+    """Listed without --all: problems, and databases copied through SQLite (with their writer)."""
+    return outcome.get("class") in _PROBLEMS or outcome.get("reason") == "sqlite-online-backup"
+
+
 def _from_session(app: App, sid: int, everything: bool) -> dict[str, Any]:
     path = state_dir() / "activity.db"
     if not path.exists():
@@ -51,7 +56,11 @@ def _from_session(app: App, sid: int, everything: bool) -> dict[str, Any]:
         record = log.session(sid)
         if record is None:
             raise UsageError(f"no session {sid} in the activity log {path}: see `shadowvault activity`")
-        files = log.files(sid, None if everything else _PROBLEMS)
+        files = [
+            f
+            for f in log.files(sid, None)
+            if everything or _shown({"class": f.classification, "reason": f.reason})
+        ]
     return {
         "session": session_json(record),
         "snapshot_id": record.snapshot_id,
@@ -72,7 +81,7 @@ def _from_snapshot(app: App, ref: str, everything: bool) -> dict[str, Any]:
     if not isinstance(extra, dict):
         extra = {}
         app.warn(f"snapshot {sid[:8]} was not written by shadowvault: it records no file outcomes")
-    outcomes = [o for o in extra.get("outcomes", []) if everything or o.get("class") in _PROBLEMS]
+    outcomes = [o for o in extra.get("outcomes", []) if everything or _shown(o)]
     return {
         "session": None,
         "snapshot_id": sid,
