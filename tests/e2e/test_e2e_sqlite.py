@@ -339,3 +339,84 @@ def test_restored_copy_is_a_database_sqlite_opens_without_companions(
         assert json.dumps(con.execute("SELECT count(*) FROM t").fetchone())
     finally:
         con.close()
+
+
+# ---- configuration: a sqlite set, and sqlite_aware = false --------------------------------------
+
+
+def corrupt_page(db: Path) -> None:
+    """Overwrite one b-tree page in the middle: the online backup copies it, quick_check sees it."""
+    con = sqlite3.connect(db)
+    size, count = (
+        con.execute("PRAGMA page_size").fetchone()[0],
+        con.execute("PRAGMA page_count").fetchone()[0],
+    )
+    con.close()
+    with open(db, "r+b") as f:
+        f.seek((count // 2) * size)
+        f.write(b"\x0d" + os.urandom(size - 1))
+
+
+def test_sqlite_set_copies_listed_databases_and_quick_checks_them(
+    repo: Path, src: Path, tmp_path: Path
+) -> None:
+    good, broken, idle = src / "good.db", src / "broken.db", src / "sub" / "idle.db"
+    idle.parent.mkdir()
+    for db in (good, idle):
+        make_database(db, "DELETE")
+    con = sqlite3.connect(broken)
+    con.execute("CREATE TABLE k(id INTEGER PRIMARY KEY, v TEXT)")
+    con.execute("CREATE INDEX k_v ON k(v)")
+    con.executemany("INSERT INTO k(v) VALUES (hex(randomblob(20)))", [()] * 3000)
+    con.commit()
+    con.close()
+    corrupt_page(broken)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[repository]\npath = "{repo}"\n\n'
+        f'[sets.dbs]\ntype = "sqlite"\ndatabases = ["{src}/*.db", "{src}/**/idle.db"]\nretry_times = 0\n'
+    )
+    with running(WRITER, str(good), "WAL"):
+        p = sv("backup", "--json", "--set", "dbs", "--config", str(cfg), repo=repo, check=False)
+    assert "Traceback" not in p.stderr
+    assert p.returncode == 3, p.stdout + p.stderr
+    done = {d["path"]: d for d in json_lines(p.stdout) if d.get("message_type") == "file"}
+    assert done[str(good)]["reason"] == "sqlite-online-backup" and done[str(good)]["class"] == "ok"
+    assert done[str(idle)]["reason"] == "sqlite-online-backup"  # idle too: a sqlite set always copies
+    # A damaged database is failed, whether SQLite notices while copying or quick_check finds it.
+    assert done[str(broken)]["class"] == "failed" and done[str(broken)]["reason"] == "database-error"
+    assert "quick_check" in done[str(broken)]["message"] or "malformed" in done[str(broken)]["message"]
+    assert str(src / "notes.txt") not in done  # only the listed databases
+    sid = str(summary(p.stdout)["snapshot_id"])
+    paths = stored_paths(repo, sid)
+    assert str(broken) not in paths and not any(p.endswith(("-wal", "-shm")) for p in paths)
+    for root in restore_both(repo, sid, tmp_path / "r"):
+        check_complete(restored(root, good))
+        check_complete(restored(root, idle))
+
+
+def test_sqlite_set_with_a_glob_that_matches_nothing_is_one_line(repo: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[repository]\npath = "{repo}"\n\n[sets.dbs]\ntype = "sqlite"\ndatabases = ["{tmp_path}/no/*.db"]\n'
+    )
+    p = sv("backup", "--set", "dbs", "--config", str(cfg), repo=repo, check=False)
+    assert p.returncode == 2 and "matches no file" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_sqlite_aware_false_in_the_config_reads_the_files(repo: Path, src: Path, tmp_path: Path) -> None:
+    db = src / "app.db"
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[repository]\npath = "{repo}"\n\n[sets.raw]\nsources = ["{src}"]\nsqlite_aware = false\n'
+    )
+    shown = json.loads(sv("sets", "show", "raw", "--json", "--config", str(cfg)).stdout)
+    assert "sqlite_aware" in json.dumps(shown)
+    with running(WRITER, str(db), "WAL"):
+        p = sv("backup", "--json", "--set", "raw", "--config", str(cfg), repo=repo, check=False)
+    assert p.returncode in (3, 4), p.stdout + p.stderr
+    done = {d["path"]: d for d in json_lines(p.stdout) if d.get("message_type") == "file"}
+    members = [str(db) + c for c in ("", "-wal", "-shm") if str(db) + c in done]
+    assert str(db) in members and str(db) + "-wal" in members, sorted(done)
+    assert all(done[m]["class"] != "ok" for m in members), {m: done[m] for m in members}
+    assert all(done[m]["reason"] == "group-changed" for m in members if done[m]["class"] == "suspect")

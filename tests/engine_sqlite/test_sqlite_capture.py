@@ -166,3 +166,27 @@ def test_stale_copies_of_dead_sessions_are_removed(tmp_path: Path) -> None:
     removed = remove_stale_copies(tmp_path)
     assert [p.name for p in removed] == [f"sqlite-copy-{dead.pid}-abc.db"]
     assert sorted(os.listdir(tmp_path)) == sorted([mine.name, "other"])
+
+
+def test_a_copy_failing_quick_check_is_refused(tmp_path: Path) -> None:
+    """The online backup copies pages as they are; quick_check of the copy finds the damage."""
+    db = tmp_path / "c.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT)")
+    con.execute("CREATE INDEX ik ON t(k)")
+    con.executemany("INSERT INTO t(k) VALUES (?)", [(os.urandom(20).hex(),) for _ in range(3000)])
+    con.commit()
+    size, count = (
+        con.execute("PRAGMA page_size").fetchone()[0],
+        con.execute("PRAGMA page_count").fetchone()[0],
+    )
+    con.close()
+    with open(db, "r+b") as f:
+        f.seek((count // 2) * size)
+        f.write(b"\x0d" + os.urandom(size - 1))
+    unchecked = copy_database(str(db), tmp_path / "tmp", busy_timeout=1)
+    assert isinstance(unchecked, SqliteCopy)
+    unchecked.path.unlink()
+    checked = copy_database(str(db), tmp_path / "tmp", busy_timeout=1, quick_check=True)
+    assert isinstance(checked, SqliteFailure) and checked.kind == "quick-check", checked
+    assert "quick_check" in checked.message and os.listdir(tmp_path / "tmp") == []

@@ -64,7 +64,9 @@ class BackupRenderer:
             self.files += 1
             self.bytes += event.size
             self.current = event.path
-            if event.outcome.get("class") not in (None, "ok"):
+            # Problems, and databases copied through SQLite (which say so, with their writer).
+            shown = event.outcome.get("reason") == "sqlite-online-backup"
+            if shown or event.outcome.get("class") not in (None, "ok"):
                 if self.app.json:
                     self.app.emit({"message_type": "file", "path": event.path, **event.outcome})
                 else:

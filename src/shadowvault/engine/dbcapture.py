@@ -111,7 +111,6 @@ class DatabaseCapture:
     def __init__(self, session: BackupSession) -> None:
         self.s = session
         opt = session.opt
-        self.enabled = opt.sqlite_aware or opt.sqlite_set
         self.names = DatabaseNames()
         self.tmp_dir = Path(opt.state_dir or os.path.join(os.path.expanduser("~"), ".cache")) / "sqlite-tmp"
         self.busy_timeout = opt.sqlite_busy_timeout
@@ -121,19 +120,16 @@ class DatabaseCapture:
 
     def listed(self, directory: bytes, names: list[bytes]) -> None:
         """A directory was listed (live): note its companion names."""
-        if self.enabled:
-            self.names.listed(directory, names)
+        self.names.listed(directory, names)
 
     def may_reuse(self, orig: bytes) -> bool:
         """A file with companions may hold new commits in its WAL though its own status is the
         parent's: it is never taken unchanged from the parent snapshot."""
-        return not (self.enabled and self.names.has_listed_companions(orig))
+        return not self.names.has_listed_companions(orig)
 
     def before_read(self, w: _Waiting, meta: FileMeta) -> bool:
         """Called for a live file before its raw read; True when the file was dealt with here
         (a companion that is not stored on its own, or a database taken over as a group)."""
-        if not self.enabled:
-            return False
         if self.names.companion_of_database(w.orig):
             self.s.builder.settle(w.dir, w.slot, None)  # its database holds it (or it is read with it)
             return True
@@ -151,7 +147,7 @@ class DatabaseCapture:
     def probe(self, w: _Waiting, att: FileAttempt, head: memoryview) -> bool:
         """Look at the first block of a raw read; True when the read must stop because the file
         is a database in use (a writer had it open, or a companion exists now)."""
-        if not self.enabled or not has_sqlite_header(head):
+        if not has_sqlite_header(head):
             return False
         self.names.mark_database(w.orig)
         if not self.s.opt.sqlite_aware:
@@ -160,7 +156,7 @@ class DatabaseCapture:
 
     def refused(self, w: _Waiting, att: FileAttempt) -> bool:
         """A raw read the strategy refused (a writer): True when it is a database, taken over."""
-        if not self.enabled or not att.writer_seen or not self.s.opt.sqlite_aware:
+        if not att.writer_seen or not self.s.opt.sqlite_aware:
             return False
         if not has_sqlite_header(read_header(w.read_path)):
             return False
@@ -170,7 +166,7 @@ class DatabaseCapture:
     def after_read(self, w: _Waiting) -> bool:
         """After an idle database's raw read: True when a companion appeared meanwhile (then the
         read may not fit its journal or WAL, and the database is taken over)."""
-        return self.enabled and self.names.is_database(w.orig) and bool(present_companions(w.orig))
+        return self.names.is_database(w.orig) and bool(present_companions(w.orig))
 
     # ----- taking a database over --------------------------------------------------------------
 
