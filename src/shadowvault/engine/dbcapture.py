@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 __all__ = ["CaptureAttempt", "DatabaseCapture", "decide_capture"]
 
 #: Seconds SQLite's busy handler waits for a writer's lock per attempt (then the retry rules).
-DEFAULT_BUSY_TIMEOUT = 2.0
+DEFAULT_BUSY_TIMEOUT = 5.0
 
 # Errors that say "this is no database SQLite can read": in a file-system set the file is then
 # read as the plain file it is (the per-file strategy judges it), with a warning.

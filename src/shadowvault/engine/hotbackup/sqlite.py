@@ -68,9 +68,15 @@ try:
     d = sqlite3.connect(dest, isolation_level=None)
     d.execute("PRAGMA journal_mode=OFF")
     d.execute("PRAGMA synchronous=OFF")
+    # Take the read lock first (waiting in the busy handler), so "held" is only the time the
+    # read transaction holds writers off; the backup step then runs inside that transaction.
+    w0 = time.monotonic()
+    s.execute("BEGIN")
+    s.execute("SELECT count(*) FROM sqlite_master").fetchone()
     t0 = time.monotonic()
     s.backup(d, pages=-1, progress=progress)
     held = time.monotonic() - t0
+    s.execute("COMMIT")
     s.close()
     bad = None
     if check:
@@ -80,7 +86,7 @@ try:
     d.close()
     if bad is not None:
         done(ok=False, kind="quick-check", message="PRAGMA quick_check of the copy failed: " + bad)
-    done(ok=True, held=held)
+    done(ok=True, held=held, waited=t0 - w0)
 except Busy:
     done(ok=False, kind="busy", message="the database stayed locked by a writer for %.1f s" % timeout)
 except sqlite3.Error as e:
@@ -95,12 +101,14 @@ except sqlite3.Error as e:
 
 @dataclass(frozen=True)
 class SqliteCopy:
-    """A finished copy: the temporary file (the caller deletes it), its size, and how long the
-    read transaction on the live database lasted (what a rollback-mode writer may have waited)."""
+    """A finished copy: the temporary file (the caller deletes it), its size, how long the read
+    transaction on the live database lasted (what a rollback-mode writer may have waited for),
+    and how long the copy waited for its read lock first."""
 
     path: Path
     size: int
     held: float
+    waited: float = 0.0  # for the read lock, before the transaction began
 
 
 @dataclass(frozen=True)
@@ -183,7 +191,8 @@ def copy_database(
         if not result.get("ok"):
             return SqliteFailure(str(result.get("kind", "error")), str(result.get("message", "")))
         keep = True
-        return SqliteCopy(dest, dest.stat().st_size, float(result.get("held", 0.0)))
+        held, waited = float(result.get("held", 0.0)), float(result.get("waited", 0.0))
+        return SqliteCopy(dest, dest.stat().st_size, held, waited)
     finally:
         if not keep:
             dest.unlink(missing_ok=True)
