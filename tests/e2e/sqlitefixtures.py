@@ -26,8 +26,9 @@ from treeutil import PASSWORD
 
 WRITER = textwrap.dedent(
     """
-    import sqlite3, sys
+    import os, sqlite3, sys
     path, mode = sys.argv[1], sys.argv[2]
+    stop = sys.argv[3] if len(sys.argv) > 3 else None  # exit cleanly once this file exists
     con = sqlite3.connect(path, isolation_level=None, timeout=60)
     con.execute(f"PRAGMA journal_mode={mode}")
     con.execute("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, batch INTEGER, body BLOB)")
@@ -48,6 +49,9 @@ WRITER = textwrap.dedent(
         commits += 1
         if commits == 20:
             print("running", flush=True)
+        if stop and commits % 20 == 0 and os.path.exists(stop):
+            con.close()  # the last close removes the WAL (and no journal is left)
+            break
     """
 )
 
@@ -86,7 +90,8 @@ def running(script: str, *args: str, user: int | None = None) -> Iterator[subpro
             proc.kill()
             raise AssertionError(f"process did not start: {line!r} {proc.communicate(timeout=30)[1]}")
         yield proc
-        assert proc.poll() is None, f"the process died during the test: {proc.communicate(timeout=30)[1]}"
+        if proc.returncode is None:  # not waited for by the test: it must still be running
+            assert proc.poll() is None, f"the process died during the test: {proc.communicate(timeout=30)[1]}"
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)

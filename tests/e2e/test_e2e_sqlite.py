@@ -164,9 +164,11 @@ def test_idle_database_is_stored_byte_identical_and_dedups(
     mode: str, repo: Path, src: Path, tmp_path: Path
 ) -> None:
     db = src / "app.db"
-    with running(WRITER, str(db), mode):
+    stop = tmp_path / "stop"
+    with running(WRITER, str(db), mode, str(stop)) as writer:
         backup(repo, src, "try-deny-write")
-    # The writer is gone: SQLite removed its WAL at the last close; nothing is in use.
+        stop.touch()  # the application closes its database and exits: nothing is in use any more
+        assert writer.wait(timeout=60) == 0
     assert not any(Path(str(db) + c).exists() for c in COMPANIONS)
     first = backup(repo, src, "try-deny-write", "--force")
     assert first.returncode == 0, first.stdout + first.stderr
@@ -228,7 +230,7 @@ def test_file_with_only_the_header_is_a_plain_file(repo: Path, src: Path) -> Non
     p = backup(repo, src, "try-deny-write")
     assert p.returncode == 0, p.stdout + p.stderr  # idle: read as a file, nothing asks SQLite
     with running(HOLD_OPEN, str(fake)) as holder:
-        p = backup(repo, src, "try-deny-write")
+        p = backup(repo, src, "try-deny-write", "--force")
     assert "Traceback" not in p.stderr
     assert p.returncode == 4, p.stdout + p.stderr
     done = {d["path"]: d for d in json_lines(p.stdout) if d.get("message_type") == "file"}
@@ -313,7 +315,7 @@ def test_unprivileged_run_on_a_root_owned_database(mode: str, tmp_path: Path) ->
     assert "Traceback" not in p.stderr, p.stderr
     assert p.returncode in (0, 3), p.stdout + p.stderr
     done = {d["path"]: d for d in json_lines(p.stdout) if d.get("message_type") == "file"}
-    assert done[str(src / "notes.txt")]["class"] == "ok"
+    assert str(src / "notes.txt") not in done and summary(p.stdout)["files_ok"] >= 1, p.stdout
     outcome = done.get(str(db), {"class": "ok"})
     assert outcome["class"] in ("ok", "failed"), outcome
     if outcome["class"] == "failed":

@@ -606,7 +606,7 @@ class BackupSession:
             if probe is not None and probe(view[:n]):
                 return None
             if n == len(view):  # the file grew past the small-file limit while we read it
-                return n + self._chunk_stream(att, chunks, bytes(view[:n]))
+                return self._chunk_stream(att, chunks, bytes(view[:n]))  # its total includes the head
             if n:
                 chunks.append(self._submit(bytes(view[:n])))
             return n
