@@ -124,8 +124,9 @@ class DatabaseCapture:
 
     def may_reuse(self, orig: bytes) -> bool:
         """A file with companions may hold new commits in its WAL though its own status is the
-        parent's: it is never taken unchanged from the parent snapshot."""
-        return not self.names.has_listed_companions(orig)
+        parent's, and a companion goes with its database: neither is taken unchanged from the
+        parent snapshot."""
+        return not (self.names.has_listed_companions(orig) or self.names.companion_of_database(orig))
 
     def before_read(self, w: _Waiting, meta: FileMeta) -> bool:
         """Called for a live file before its raw read; True when the file was dealt with here

@@ -54,7 +54,7 @@ class DatabaseNames:
 
     def has_listed_companions(self, path: bytes) -> bool:
         """Whether the listing that held ``path`` also held one of its companions."""
-        return path in self._with_companions
+        return bool(self._with_companions) and path in self._with_companions
 
     def mark_database(self, path: bytes) -> None:
         """``path`` is a SQLite database: its companions are never read on their own."""
@@ -66,6 +66,8 @@ class DatabaseNames:
 
     def companion_of_database(self, path: bytes) -> bool:
         """Whether ``path`` is a companion (by name) of a database recognised this session."""
+        if not self._databases or not path.endswith(COMPANION_SUFFIXES):
+            return False  # the common case, in one C call
         main = main_file_of(path)
         return main is not None and main in self._databases
 
