@@ -190,3 +190,35 @@ def test_a_copy_failing_quick_check_is_refused(tmp_path: Path) -> None:
     checked = copy_database(str(db), tmp_path / "tmp", busy_timeout=1, quick_check=True)
     assert isinstance(checked, SqliteFailure) and checked.kind == "quick-check", checked
     assert "quick_check" in checked.message and os.listdir(tmp_path / "tmp") == []
+
+
+def test_api_session_without_a_state_dir_copies_into_a_private_dir_it_removes(tmp_path: Path) -> None:
+    """Through the Python API (no state directory given): the copy is made in a private temporary
+    directory, which is gone when the session ends."""
+    import tempfile
+
+    from shadowvault.engine.backup import BackupOptions, BackupSession
+    from shadowvault.engine.events import FileDone, ListSink
+    from shadowvault.repo import LocalBackend, Repository
+    from treeutil import PASSWORD, sv
+
+    src = tmp_path / "src"
+    src.mkdir()
+    db = src / "a.db"
+    make_db(db)
+    Path(str(db) + "-wal").write_bytes(b"")  # a companion: the database counts as in use
+    sv("init", repo=tmp_path / "repo")
+    before = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("shadowvault-sqlite-")}
+    r = Repository.open(LocalBackend(tmp_path / "repo"), PASSWORD)
+    sink = ListSink()
+    try:
+        with r.lock(exclusive=False):
+            r.load_index()
+            result = BackupSession(r, BackupOptions(sources=[str(src)]), sink).run()
+    finally:
+        r.close()
+    assert result.exit_code == 0
+    done = {e.path: e.outcome for e in sink.events if isinstance(e, FileDone)}
+    assert done[str(db)]["reason"] == "sqlite-online-backup" and str(db) + "-wal" not in done
+    after = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("shadowvault-sqlite-")}
+    assert after <= before, after - before

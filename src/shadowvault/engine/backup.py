@@ -217,6 +217,7 @@ class BackupSession:
             self._snaps = snaps
             self.of = OpenFiles(on_warning=self._warn)
             stack.callback(self.of.close)
+            stack.callback(self.dbs.close)
             root = PendingDir(
                 meta=None, parent=None, slot=0, parent_nodes=parent_root, parent_tree=parent_tree
             )

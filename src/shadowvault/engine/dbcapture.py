@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +114,10 @@ class DatabaseCapture:
         self.s = session
         opt = session.opt
         self.names = DatabaseNames()
-        self.tmp_dir = Path(opt.state_dir or os.path.join(os.path.expanduser("~"), ".cache")) / "sqlite-tmp"
+        # The CLI passes its state directory; a Python API caller without one gets a private
+        # directory of its own (made on first use, removed at the end of the session).
+        self._own_tmp = opt.state_dir is None
+        self.tmp_dir = Path(opt.state_dir) / "sqlite-tmp" if opt.state_dir else Path()
         self.busy_timeout = opt.sqlite_busy_timeout
         self._cleaned = False
 
@@ -193,6 +198,8 @@ class DatabaseCapture:
         """One copy through SQLite; stream it in, or retry later, or settle the failure."""
         if not self._cleaned:
             self._cleaned = True
+            if self._own_tmp:
+                self.tmp_dir = Path(tempfile.mkdtemp(prefix="shadowvault-sqlite-"))
             for path in remove_stale_copies(self.tmp_dir):
                 self.s.warn(f"removed {path}, a database copy left by a session that no longer runs")
         result = copy_database(
@@ -226,6 +233,11 @@ class DatabaseCapture:
                 result.path.unlink(missing_ok=True)
         stored = dataclasses.replace(meta, size=size) if isinstance(result, SqliteCopy) else meta
         self.s.settle(w, stored, step, chunks, size)
+
+    def close(self) -> None:
+        """End of session: remove the private copy directory (when this session made one)."""
+        if self._own_tmp and self._cleaned:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def _writers(self, meta: FileMeta) -> tuple[WriterInfo, ...]:
         return self.s.of.writers.lookup_fresh(meta.device, meta.inode)

@@ -80,7 +80,10 @@ try:
     s.close()
     bad = None
     if check:
-        rows = [r[0] for r in d.execute("PRAGMA quick_check").fetchall()]
+        try:
+            rows = [r[0] for r in d.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as e:  # damage bad enough that the check itself stops
+            rows = [str(e)]
         if rows != ["ok"]:
             bad = "; ".join(str(r) for r in rows[:3])
     d.close()
