@@ -12,6 +12,16 @@ import shutil
 import pytest
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run in CI and when asked for (``-m slow``); other local runs stay short."""
+    if os.environ.get("CI") or "slow" in (config.getoption("markexpr", "") or ""):
+        return
+    kept = [item for item in items if item.get_closest_marker("slow") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("slow") is not None])
+        items[:] = kept
+
+
 def require(condition: bool, why: str) -> None:
     """Skip (outside CI) or fail (in CI) when ``condition`` is false."""
     if condition:

@@ -81,7 +81,11 @@ class BackupRenderer:
             if klass == "failed":
                 self.errors += 1
             self._verbose(event)
-            if klass not in (None, "ok") and (klass == "failed" or not self.app.quiet):
+            # Problems, and databases copied through SQLite (which say so, with their writer);
+            # -q keeps only the failures.
+            problem = klass not in (None, "ok")
+            via_sqlite = event.outcome.get("reason") == "sqlite-online-backup"
+            if klass == "failed" or ((problem or via_sqlite) and not self.app.quiet):
                 if self.app.json:
                     self.app.emit({"message_type": "file", "path": event.path, **event.outcome})
                 else:

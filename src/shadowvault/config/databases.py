@@ -122,6 +122,8 @@ def type_problem(set_type: str, databases: Any, sources: list[str]) -> str | Non
             'in a files set, databases are tables naming a server: databases = [{ type = "postgresql", '
             'databases = ["app"] }]'
         )
+    if set_type == "sqlite" and (databases == ALL or tables):
+        return 'in a sqlite set, databases lists database files (paths or globs), not "all" or tables'
     return None
 
 

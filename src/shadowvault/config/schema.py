@@ -195,6 +195,13 @@ class BackupSet:
         default=0,
         metadata=_spec(Kind.INT, "abort the set after this many failed files (0 = never)", minimum=0),
     )
+    sqlite_aware: bool = field(
+        default=True,
+        metadata=_spec(
+            Kind.BOOL,
+            "copy SQLite databases in use through SQLite (false: read their files one by one, suspect)",
+        ),
+    )
     detailed_log: bool = field(
         default=False, metadata=_spec(Kind.BOOL, "record every file in the activity log, not only problems")
     )
@@ -251,7 +258,9 @@ class BackupSet:
     databases: list[Any] | str = field(
         default_factory=list,
         metadata=_spec(
-            Kind.DATABASES, "databases dumped into the snapshot (postgresql, mariadb, mixed sets)"
+            Kind.DATABASES,
+            "databases in the snapshot: sqlite sets: files (paths or globs) copied through SQLite; "
+            "postgresql, mariadb and mixed sets: dumped",
         ),
     )
     host: str | None = field(

@@ -60,6 +60,7 @@ from shadowvault.openfiles import (
 from shadowvault.repo import BlobType, Node, Repository, Snapshot
 from shadowvault.snapshots import DEFAULT_PREFIX, SnapshotMode, SnapshotSession, SnapshotView
 
+from .dbcapture import DEFAULT_BUSY_TIMEOUT, DatabaseCapture
 from .events import (
     EventSink,
     FileDone,
@@ -128,6 +129,12 @@ class BackupOptions:
     # live data directories are left out of this set's sources too).
     databases: list[DatabaseServer] = field(default_factory=list)
     run_databases: list[DatabaseServer] = field(default_factory=list)
+    # SQLite database groups (engine/dbcapture.py): copy databases in use through SQLite;
+    # a `sqlite` set copies every listed database that way and quick_checks the copy.
+    sqlite_aware: bool = True
+    sqlite_set: bool = False
+    sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    state_dir: str | None = None  # where database copies are made (0600 files, deleted after)
 
 
 @dataclass
@@ -164,6 +171,9 @@ class _Waiting:
     view: SnapshotView | None
     attempts: list[Any]
     in_parent: bool = False  # the parent snapshot had this path: "modified", not "new" (-v)
+    kind: str = "file"  # "sqlite": copied through SQLite; "group": a database read with its companions
+    members: list[_Waiting] = field(default_factory=list)  # a group's companions
+    plain_only: bool = False  # starts with the SQLite header, but SQLite cannot read it
 
 
 def _abs(p: str) -> str:
@@ -201,6 +211,7 @@ class BackupSession:
         if options.use_default_excludes:
             excludes = self._builtin_excludes() + excludes
         self.matcher = ExcludeMatcher(excludes)
+        self.dbs = DatabaseCapture(self)
 
     def _builtin_excludes(self) -> list[str]:
         """The built-in list, minus patterns that would exclude a source the user named.
@@ -241,6 +252,7 @@ class BackupSession:
             self._snaps = snaps
             self.of = OpenFiles(on_warning=self._warn)
             stack.callback(self.of.close)
+            stack.callback(self.dbs.close)
             root = PendingDir(
                 meta=None, parent=None, slot=0, parent_nodes=parent_root, parent_tree=parent_tree
             )
@@ -425,6 +437,8 @@ class BackupSession:
             return None
         if self.opt.force or d.parent_nodes is None:
             self.readahead.directory(read_path, names)
+        if view is None:
+            self.dbs.listed(orig, names)
         return _DirFrame(d, orig, read_path, view, iter(names))
 
     def _backup_entry(
@@ -519,6 +533,7 @@ class BackupSession:
             and view is None
             and unchanged(parent_node, meta)
             and node_outcome(parent_node) is None
+            and self.dbs.may_reuse(orig)
             and all(self.repo.has_blob(BlobType.DATA, b) for b in parent_node.content or [])
         ):
             d.add(PendingFile(meta, meta.size, list(parent_node.content or []), None))
@@ -527,22 +542,61 @@ class BackupSession:
             self.sink(FileDone(os.fsdecode(orig), meta.size, {"class": "ok"}, reused=True))
             return
         waiting = _Waiting(d, d.reserve(), orig, read_path, view, [], parent_node is not None)
+        if view is None and self.dbs.before_read(waiting, meta):
+            return
         self._attempt(waiting, meta)
+
+    # Entry points for engine/dbcapture.py (database groups), which reads and settles through us.
+
+    def new_waiting(self, d: PendingDir, orig: bytes, read_path: bytes) -> _Waiting:
+        """A live file of directory ``d`` with a slot of its own (a database group's member)."""
+        return _Waiting(d, d.reserve(), orig, read_path, None, [])
+
+    def attempt_file(self, w: _Waiting, meta: FileMeta) -> None:
+        """Read ``w`` as a plain file under the set's strategy."""
+        self._attempt(w, meta)
+
+    def chunk_into(self, reader: Any, chunks: list[Future[bytes]], expected: int) -> int:
+        """Read ``reader`` (``readinto``) to its end into blobs; returns the bytes read."""
+        size = self._chunk(reader, chunks, expected)
+        assert size is not None  # without a probe the read never stops early
+        return size
+
+    def settle(
+        self, w: _Waiting, meta: FileMeta | None, outcome: FileOutcome, chunks: list[Future[bytes]], size: int
+    ) -> None:
+        """The final outcome of ``w`` (``meta`` None only for a failed file)."""
+        self._settle(w, meta, outcome, chunks, size)
+
+    def warn(self, message: str) -> None:
+        """A session warning (log and activity log)."""
+        self._warn(message)
 
     def _attempt(self, w: _Waiting, meta: FileMeta) -> None:
         """One read attempt; then settle the file or put it back in the retry queue."""
+        if w.kind != "file":
+            self.dbs.attempt(w, meta)
+            return
+        take_over = False
         with ExitStack() as stack:
             path = self._path_to_read(w, stack)
             if path is None:
                 self.builder.settle(w.dir, w.slot, None)
                 return
             strategy = Strategy.ALLOW_WRITE if w.view is not None else self.opt.strategy
+            live = w.view is None and not w.plain_only
             chunks: list[Future[bytes]] = []
-            size = 0
+            size: int | None = 0
             with self.of.attempt(path, strategy, number=len(w.attempts) + 1) as att:
                 if att.refused is None:
-                    size = self._chunk(att, chunks, meta.size)
+                    probe = (lambda head: self.dbs.probe(w, att, head)) if live else None
+                    size = self._chunk(att, chunks, meta.size, probe)
+                elif live:
+                    take_over = self.dbs.refused(w, att)
             attempt = att.result()
+        if size is None or take_over or (live and self.dbs.after_read(w)):
+            self.dbs.take_over(w, meta)  # a SQLite database in use: saved as one unit
+            return
         w.attempts.append(attempt)
         step = decide(w.attempts, strategy, self.opt.retry)
         if isinstance(step, Retry):
@@ -571,7 +625,7 @@ class BackupSession:
             return w.read_path
 
     def _settle(
-        self, w: _Waiting, meta: FileMeta, outcome: FileOutcome, chunks: list[Future[bytes]], size: int
+        self, w: _Waiting, meta: FileMeta | None, outcome: FileOutcome, chunks: list[Future[bytes]], size: int
     ) -> None:
         if outcome.reason is Reason.VANISHED:
             self._vanished(w)
@@ -582,12 +636,15 @@ class BackupSession:
         self.counts.add_class(cls.value)
         self.counts.files_read += 1
         self.counts.bytes_read += size
-        if cls is not Classification.OK or outcome.writers:
+        via_sqlite = outcome.reason is Reason.SQLITE_BACKUP
+        if cls is not Classification.OK or outcome.writers or via_sqlite:
             self.outcomes.append({"path": path, **data})
-        if cls is Classification.FAILED:
+        if cls is Classification.FAILED or meta is None:
             self.builder.settle(w.dir, w.slot, None)
         else:
-            stored = data if cls is Classification.SUSPECT else None
+            # A database copied through SQLite says so on its node (ls --long), which also keeps
+            # the next session from taking it unchanged: its WAL may hold newer commits.
+            stored = data if cls is Classification.SUSPECT or via_sqlite else None
             self.builder.settle(w.dir, w.slot, PendingFile(meta, size, chunks, stored))
         self.sink(FileDone(path, size, data, reused=False, in_parent=w.in_parent))
         if (
@@ -630,9 +687,19 @@ class BackupSession:
         self.outcomes.append({"path": path, **data})
         self.sink(FileDone(path, 0, data, reused=False))
 
-    def _chunk(self, att: Any, chunks: list[Future[bytes]], expected: int) -> int:
-        """Read the attempt's file into blobs; returns the number of bytes read."""
-        if expected < MIN_CHUNK:
+    def _chunk(
+        self,
+        att: Any,
+        chunks: list[Future[bytes]],
+        expected: int,
+        probe: Callable[[memoryview], bool] | None = None,
+    ) -> int | None:
+        """Read the attempt's file into blobs; returns the number of bytes read.
+
+        ``probe`` sees the first block before anything is saved (the SQLite header check uses
+        bytes read anyway); when it returns True the read stops there and None is returned.
+        """
+        if expected < MIN_CHUNK or probe is not None:
             # One chunk at most: skip the chunker, read straight into a reusable buffer.
             view = memoryview(self._buf)
             n = 0
@@ -641,8 +708,10 @@ class BackupSession:
                 if not got:
                     break
                 n += got
+            if probe is not None and probe(view[:n]):
+                return None
             if n == len(view):  # the file grew past the small-file limit while we read it
-                return n + self._chunk_stream(att, chunks, bytes(view[:n]))
+                return self._chunk_stream(att, chunks, bytes(view[:n]))  # its total includes the head
             if n:
                 chunks.append(self._submit(bytes(view[:n])))
             return n

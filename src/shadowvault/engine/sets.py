@@ -16,6 +16,8 @@ Two jobs, kept apart:
 
 from __future__ import annotations
 
+import glob
+import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +46,7 @@ __all__ = [
     "retry_policy",
     "run_set",
     "snapshot_mode",
+    "sqlite_sources",
     "strategy",
     "worst_exit_code",
 ]
@@ -116,22 +119,25 @@ def backup_options(
     force: bool = False,
     parent: str | None = None,
     workers: int = 0,
+    state_dir: str | None = None,
 ) -> BackupOptions:
     """Engine options for one run of ``bset`` (``bset.name`` "" is an ad-hoc run without a set).
 
     A named set's snapshots carry its name as a tag, so ``snapshots --tag NAME`` and retention
     per set can find them.
     """
-    if bset.type not in ("files", *DATABASE_TYPES):
+    sqlite_set = bset.type == "sqlite"
+    if bset.type not in ("files", "sqlite", *DATABASE_TYPES):
         raise ConfigError(
-            f"set {bset.name!r} has type {bset.type!r}: only 'files', 'postgresql' and 'mariadb' sets "
-            "can be backed up so far"
+            f"set {bset.name!r} has type {bset.type!r}: only 'files', 'sqlite', 'postgresql' and "
+            "'mariadb' sets can be backed up so far"
         )
+    sources = sqlite_sources(bset) if sqlite_set else list(bset.sources)
     tags = list(bset.tags)
     if bset.name and bset.name not in tags:
         tags.insert(0, bset.name)
     return BackupOptions(
-        sources=list(bset.sources),
+        sources=sources,
         strategy=strategy(bset.open_files),
         retry=retry_policy(bset),
         excludes=list(bset.exclude),
@@ -142,7 +148,8 @@ def backup_options(
         host=host,
         force=force,
         parent=parent,
-        snapshot_mode=snapshot_mode(bset.snapshot),
+        # A sqlite set copies through SQLite: a volume snapshot of the files would add nothing.
+        snapshot_mode=SnapshotMode.OFF if sqlite_set else snapshot_mode(bset.snapshot),
         pre_snapshot=bset.pre_snapshot,
         post_snapshot=bset.post_snapshot,
         stop_on_errors=bset.stop_on_errors,
@@ -150,7 +157,30 @@ def backup_options(
         excluded_paths=list(excluded_paths or []),
         workers=workers,
         databases=bset.database_servers(),
+        sqlite_aware=bset.sqlite_aware,
+        sqlite_set=sqlite_set,
+        state_dir=state_dir,
     )
+
+
+def sqlite_sources(bset: BackupSet) -> list[str]:
+    """The database files of a ``sqlite`` set: ``databases`` (and ``sources``), globs expanded.
+
+    A glob that matches nothing is a ``ConfigError`` naming it; a plain path is kept as given,
+    so a missing one is reported by the session like any missing source.
+    """
+    found: list[str] = []
+    for pattern in [*bset.databases, *bset.sources]:
+        if not glob.has_magic(pattern):
+            found.append(pattern)
+            continue
+        matches = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not matches:
+            raise ConfigError(f"set {bset.name!r}: databases pattern {pattern!r} matches no file")
+        found.extend(matches)
+    if not found:
+        raise ConfigError(f"set {bset.name!r} has type 'sqlite' but no databases: add databases = [...]")
+    return list(dict.fromkeys(found))
 
 
 def builtin_exclusions() -> dict[str, list[str]]:
@@ -198,8 +228,11 @@ class ActivityRecorder:
         if isinstance(event, FileDone):
             cls = str(event.outcome.get("class", "ok"))
             self.counts[cls] = self.counts.get(cls, 0) + 1
-            # Database dumps are always logged: size, duration and server version belong there.
-            if self.detailed or event.outcome.get("class") not in (None, "ok") or "dump" in event.outcome:
+            # Database dumps and SQLite copies are always logged: size, duration and server
+            # version, or the writer that was active, belong there.
+            via_sqlite = event.outcome.get("reason") == "sqlite-online-backup"
+            dump = "dump" in event.outcome
+            if self.detailed or via_sqlite or dump or event.outcome.get("class") not in (None, "ok"):
                 outcome: dict[str, Any] = {"class": "ok", **event.outcome}
                 if event.reused:
                     outcome.setdefault("reason", "unchanged")

@@ -38,17 +38,21 @@ class Reason(StrEnum):
     READ_UNDER_LOCK = "read-under-lock"
     UNCHANGED = "unchanged"
     SNAPSHOT = "snapshot"
+    SQLITE_BACKUP = "sqlite-online-backup"  # a live SQLite database copied through SQLite itself
     # suspect, or a failed attempt under the strict strategies
     CHANGED_DURING_READ = "changed-during-read"
     OPEN_FOR_WRITING = "open-for-writing"
     LEASE_BROKEN = "lease-broken"
     LEASE_REFUSED = "lease-refused"
     LOCK_REFUSED = "lock-refused"
+    GROUP_CHANGED = "group-changed"  # a database group whose files were not read at one moment
     # failed
     VANISHED = "vanished"
     PERMISSION_DENIED = "permission-denied"
     NOT_REGULAR = "not-a-regular-file"
     IO_ERROR = "io-error"
+    DATABASE_BUSY = "database-busy"  # a writer kept the database locked past every retry
+    DATABASE_ERROR = "database-error"  # SQLite could not copy it, or the copy failed quick_check
 
 
 class LeaseState(StrEnum):

@@ -29,7 +29,7 @@ from .model import Attempt, BreakState, LeaseState, LockState, Reason, Strategy,
 from .platform import Guards, default_guards
 from .stat_check import changed_fields
 from .strategy import Action, after_lease, after_lock, lease_is_probe
-from .writers import WriterIndex
+from .writers import WriterIndex, main_file_of
 
 PathArg = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 
@@ -219,7 +219,7 @@ class FileAttempt:
         else:
             self._lease = LeaseState.UNSUPPORTED
         if self._lease is LeaseState.REFUSED:
-            self._writers = session.writers.lookup_fresh(st.st_dev, st.st_ino)
+            self._writers = session.writers.lookup_fresh(st.st_dev, st.st_ino) or self._companion_writers()
         elif self._lease is not LeaseState.GRANTED:
             self._writers = session.writers.lookup(st.st_dev, st.st_ino)
         action = after_lease(self.strategy, self._lease, bool(self._writers))
@@ -228,6 +228,28 @@ class FileAttempt:
             self._locks_held = self._lock is LockState.GRANTED
             action = after_lock(self._lock)
         return action
+
+    def _companion_writers(self) -> tuple[WriterInfo, ...]:
+        """Writers of the database a journal/WAL belongs to (see ``writers.main_file_of``)."""
+        main = main_file_of(os.fsencode(self.path))
+        if main is None:
+            return ()
+        try:
+            st = os.stat(main, follow_symlinks=False)
+        except OSError:
+            return ()
+        return self.session.writers.lookup_fresh(st.st_dev, st.st_ino)
+
+    @property
+    def writer_seen(self) -> bool:
+        """Whether some process had the file open for writing when it was opened and guarded
+        (a refused lease proves one even when /proc cannot name it)."""
+        return self._lease is LeaseState.REFUSED or bool(self._writers)
+
+    @property
+    def writers(self) -> tuple[WriterInfo, ...]:
+        """The processes known to have had the file open for writing when it was opened."""
+        return self._writers
 
     def _refuse(self, reason: Reason, detail: str, *, error: bool = True) -> None:
         # error=False: the file is fine but the strategy will not read it now (judge() says why).

@@ -8,6 +8,14 @@ keep a file writable after its descriptor is closed. Processes of other users ar
 invisible without root: the index then names only what it can see.
 
 The parsers are pure; :class:`WriterIndex` is the thin scanning part.
+
+Companion files: SQLite in rollback mode creates ``NAME-journal`` at the start of every write
+transaction and deletes it at the commit, a millisecond later; the next transaction gets a new
+inode. A /proc scan takes far longer than that (0.2 s with a few hundred processes), so the
+journal's inode is practically never in the index and its writer stayed "could not be
+identified", even as root. The process that writes a journal is one that has the database
+itself open for writing, and that file's inode is stable: :func:`main_file_of` names it so the
+reader can look its writers up instead.
 """
 
 from __future__ import annotations
@@ -22,6 +30,18 @@ from .model import WriterInfo
 Key = tuple[int, int]  # (st_dev, st_ino)
 
 _ACCMODE = os.O_ACCMODE if hasattr(os, "O_ACCMODE") else 3
+
+
+#: Names SQLite gives the files that belong to database NAME (rollback journal, WAL, WAL index).
+COMPANION_SUFFIXES: tuple[bytes, ...] = (b"-journal", b"-wal", b"-shm")
+
+
+def main_file_of(path: bytes) -> bytes | None:
+    """The database file ``path`` would be a companion of, by its name (``a.db-wal`` → ``a.db``)."""
+    for suffix in COMPANION_SUFFIXES:
+        if path.endswith(suffix) and len(path) > len(suffix) and not path.endswith(b"/" + suffix):
+            return path[: -len(suffix)]
+    return None
 
 
 def parse_fdinfo_flags(text: str) -> int | None:

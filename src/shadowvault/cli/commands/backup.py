@@ -66,6 +66,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     schema_option(p, "stop_on_errors")
     schema_option(p, "detailed_log")
     p.add_argument(
+        "--no-sqlite-aware",
+        action="store_true",
+        help="read SQLite databases file by file instead of copying them through SQLite (sqlite_aware)",
+    )
+    p.add_argument(
         "-n",
         "--dry-run",
         action="store_true",
@@ -87,6 +92,7 @@ def _overrides(args: argparse.Namespace, eff: EffectiveSet) -> EffectiveSet:
         "exclude_if_present": args.exclude_if_present,
         "one_file_system": True if args.one_file_system else None,
         "use_default_excludes": False if args.no_default_excludes else None,
+        "sqlite_aware": False if args.no_sqlite_aware else None,
         # --exclude and --tag add to what the set has rather than replacing it.
         "exclude": eff.values.exclude + args.exclude if args.exclude else None,
         # restic splits --tag a,b into two tags; so does this.
@@ -102,7 +108,7 @@ def selected_sets(args: argparse.Namespace, config: Config | None) -> list[Effec
     chosen = choose_sets(config, args.sets, all_sets=args.all_sets, paths=args.paths)
     result = [_overrides(args, eff) for eff in chosen]
     for eff in result:
-        if not eff.values.sources and not eff.values.database_servers():
+        if not eff.values.sources and not eff.values.databases:
             raise UsageError(f"set {eff.values.name!r} has no sources: add sources = [...] to it")
     return result
 
@@ -123,7 +129,12 @@ def run(app: App, args: argparse.Namespace) -> int:
     excluded = [p for p in (app.local_repo_dir(), str(state_dir())) if p]
     options = [
         backup_options(
-            eff.values, excluded_paths=excluded, host=args.host, force=args.force, parent=args.parent
+            eff.values,
+            excluded_paths=excluded,
+            host=args.host,
+            force=args.force,
+            parent=args.parent,
+            state_dir=str(state_dir()),
         )
         for eff in runs
     ]

@@ -56,11 +56,15 @@ def run(app: App, args: argparse.Namespace) -> int:
         elif args.long:
             perms = stat.filemode(posix_permissions(node.mode))[1:]
             when = datetime.fromtimestamp(node.mtime / 1e9).strftime("%Y-%m-%d %H:%M:%S")
-            mark = (
-                f"  [{outcome.get('class')}: {outcome.get('message') or outcome.get('reason')}]"
-                if outcome
-                else ""
-            )
+            mark = ""
+            if outcome:
+                why = outcome.get("message") or outcome.get("reason")
+                # ok files carry an outcome only when copied through SQLite: "[ok (sqlite online backup …)]"
+                mark = (
+                    f"  [ok ({why})]"
+                    if outcome.get("class") == "ok"
+                    else f"  [{outcome.get('class')}: {why}]"
+                )
             app.print(
                 f"{_TYPE_CHAR.get(node.type, '?')}{perms} {node.user or node.uid:>8} "
                 f"{node.group or node.gid:>8} {node.size:>12} {when} {path}{mark}"

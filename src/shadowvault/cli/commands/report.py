@@ -48,6 +48,16 @@ def _row(path: str, data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _shown(outcome: dict[str, Any]) -> bool:
+    """Listed without --all: problems, databases copied through SQLite (with their writer), and
+    database dumps whatever their class (size, duration, server version)."""
+    return (
+        outcome.get("class") in _PROBLEMS
+        or outcome.get("reason") == "sqlite-online-backup"
+        or "dump" in outcome
+    )
+
+
 def _from_session(app: App, sid: int, everything: bool) -> dict[str, Any]:
     path = activity_log(app)
     if not path.exists():
@@ -56,9 +66,10 @@ def _from_session(app: App, sid: int, everything: bool) -> dict[str, Any]:
         record = log.session(sid)
         if record is None:
             raise UsageError(f"no session {sid} in the activity log {path}: see `shadowvault activity`")
-        # Database dumps are listed whatever their class (size, duration, server version).
         files = [
-            f for f in log.files(sid) if everything or f.classification in _PROBLEMS or "dump" in f.detail
+            f
+            for f in log.files(sid, None)
+            if everything or _shown({"class": f.classification, "reason": f.reason, **f.detail})
         ]
     return {
         "session": session_json(record),
@@ -81,9 +92,7 @@ def _from_snapshot(app: App, ref: str, everything: bool, filt: SnapshotFilter) -
     if not isinstance(extra, dict):
         extra = {}
         app.warn(f"snapshot {sid[:8]} was not written by shadowvault: it records no file outcomes")
-    outcomes = [
-        o for o in extra.get("outcomes", []) if everything or o.get("class") in _PROBLEMS or "dump" in o
-    ]
+    outcomes = [o for o in extra.get("outcomes", []) if everything or _shown(o)]
     return {
         "session": None,
         "snapshot_id": sid,
