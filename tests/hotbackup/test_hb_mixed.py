@@ -13,7 +13,7 @@ from pathlib import Path
 from hb_common import json_lines, restic, server_keys, write_config, xdg
 
 from dbservers import DbServer, mariadb_sql, psql
-from treeutil import env
+from treeutil import env, repo_activity_db
 
 
 def _scan_proc(secrets: list[bytes], seen: dict[str, int], leaks: list[str], stop: threading.Event) -> None:
@@ -87,7 +87,7 @@ def test_mixed_set_keeps_credentials_out_of_ps_logs_json_and_snapshot(
     assert leaks == []
     for secret in secrets:
         assert secret.decode() not in done.stdout + done.stderr
-        assert secret not in (tmp_path / "xdg-state" / "shadowvault" / "activity.db").read_bytes()
+        assert secret not in repo_activity_db(tmp_path / "xdg-state", tmp_path / "repo").read_bytes()
     # no credential file or directory outlives the run
     assert not [
         n for n in set(os.listdir(tempfile.gettempdir())) - tmp_before if n.startswith("shadowvault-cred")
