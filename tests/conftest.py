@@ -46,3 +46,7 @@ def require_binary(name: str) -> str:
 
 # Session fixtures of the database servers the hot-backup tests use (tests/dbservers.py).
 from dbservers import mariadb_server, pg_server  # noqa: E402, F401
+
+# Session fixtures of the servers the remote-repository tests use (tests/remoteservers.py). A
+# conftest.py of their own would shadow this one as the module "conftest" once collected.
+from remoteservers import rest_env, s3_env, sshd_env  # noqa: E402, F401
