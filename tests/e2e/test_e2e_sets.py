@@ -323,8 +323,8 @@ def test_backup_options_map_config_strings_to_engine_values() -> None:
     )
     plain = backup_options(cfg.defaults_set().with_overrides(sources=["/x"]).values)
     assert (plain.set_name, plain.tags, plain.strategy) == (None, [], Strategy.TRY_DENY_WRITE)
-    with pytest.raises(ConfigError, match="only 'files', 'postgresql' and 'mariadb' sets"):
-        backup_options(cfg.effective("lite").values)
+    lite = backup_options(cfg.effective("lite").values)
+    assert (lite.sqlite_set, lite.sources) == (True, ["/srv/app.db"])
     assert [e.values.name for e in choose_sets(cfg, [], all_sets=True, paths=[])] == ["db", "lite"]
     assert [e.values.name for e in choose_sets(cfg, ["lite", "db", "lite"], all_sets=False, paths=[])] == [
         "lite",

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shadowvault import interrupts
-from shadowvault.config import DATABASE_TYPES, BackupSet, Config, EffectiveSet
+from shadowvault.config import BackupSet, Config, EffectiveSet
 from shadowvault.errors import ConfigError, ShadowvaultError, UsageError
 from shadowvault.fs import default_excludes
 from shadowvault.openfiles import RetryPolicy, Strategy
@@ -126,12 +126,7 @@ def backup_options(
     A named set's snapshots carry its name as a tag, so ``snapshots --tag NAME`` and retention
     per set can find them.
     """
-    sqlite_set = bset.type == "sqlite"
-    if bset.type not in ("files", "sqlite", *DATABASE_TYPES):
-        raise ConfigError(
-            f"set {bset.name!r} has type {bset.type!r}: only 'files', 'sqlite', 'postgresql' and "
-            "'mariadb' sets can be backed up so far"
-        )
+    sqlite_set = bset.type == "sqlite"  # every type the schema allows can be backed up
     sources = sqlite_sources(bset) if sqlite_set else list(bset.sources)
     tags = list(bset.tags)
     if bset.name and bset.name not in tags:
