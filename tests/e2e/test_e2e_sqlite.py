@@ -217,7 +217,7 @@ def test_report_ls_and_activity_say_sqlite_online_backup(repo: Path, src: Path) 
     report = sv("report", sid, repo=repo).stdout
     assert "sqlite online backup" in report and f"pid {writer.pid}" in report, report
     session = json_lines(p.stdout)[0]["session_id"]
-    logged = sv("report", str(session)).stdout
+    logged = sv("report", str(session), repo=repo).stdout
     assert "sqlite online backup" in logged, logged
 
 

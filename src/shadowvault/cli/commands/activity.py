@@ -16,8 +16,6 @@ from shadowvault.engine.activity import ActivityLog, FileRecord, SessionRecord, 
 from ..app import App, state_dir
 from ..render import dump_line, human_bytes
 
-REPOSITORY = False
-"""Never opens a repository: --repo and the password options are not offered."""
 HELP = "list backup sessions from the activity log"
 
 
