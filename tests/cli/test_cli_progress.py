@@ -38,7 +38,9 @@ def _frames_in_tmux(repo: Path, args: str, want: str) -> list[str]:
         f"{k}={shlex.quote(e[k])}" for k in ("PYTHONPATH", "SHADOWVAULT_PASSWORD", "SHADOWVAULT_REPOSITORY")
     )
     session = f"svprogress{os.getpid()}"
-    cmd = f"env {exports} {sys.executable} -m shadowvault {args}; echo EXITED $?; sleep 30"
+    # COLUMNS: a detached tmux session may report its default width (80) to the program whatever
+    # -x says, and rich then squeezes the bar, byte and speed columns out of the line.
+    cmd = f"env {exports} COLUMNS=200 {sys.executable} -m shadowvault {args}; echo EXITED $?; sleep 30"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "20", cmd], check=True)
     seen: list[str] = []
     try:

@@ -330,7 +330,8 @@ class SnapshotSession:
                     self._say(f"snapshot: could not remove {provider.name} snapshot {handle.name}: {exc}")
             with _OPEN_LOCK:
                 _OPEN_SESSIONS.discard(self.session_id)
-            self._restore_sigterm()
+        # After the held block: leaving it puts back the handlers it found, which would be ours.
+        self._restore_sigterm()
 
     def _install_sigterm(self) -> None:
         if threading.current_thread() is not threading.main_thread():
