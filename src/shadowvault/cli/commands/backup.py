@@ -8,6 +8,7 @@ from typing import Any
 from shadowvault.config import Config, EffectiveSet
 from shadowvault.engine.activity import log_path
 from shadowvault.engine.backup import BackupOptions
+from shadowvault.engine.hotbackup.stream import bound_malloc_arenas
 from shadowvault.engine.prewarm import MetadataPrewarm
 from shadowvault.engine.scan import TotalsScan, dry_run
 from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
@@ -142,6 +143,10 @@ def run(app: App, args: argparse.Namespace) -> int:
         opts.run_databases = [d for other in options if other is not opts for d in other.databases]
     if args.dry_run:
         return _dry_run(app, runs, options)
+    if any(opts.databases for opts in options):
+        # Before the prewarm, scan and blob threads exist: each thread that allocates before the
+        # limit gets a malloc arena of its own, where freed dump buffers stay resident.
+        bound_malloc_arenas()
     # Opening the repository is mostly waiting (key derivation, the lock's settling pause, the
     # index); the sources' metadata is read into the cache meanwhile.
     prewarm = MetadataPrewarm([s for opts in options for s in opts.sources])
