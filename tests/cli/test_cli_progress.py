@@ -3,6 +3,7 @@ restic-style status lines with totals from the concurrent scan; -q shows nothing
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -29,6 +30,9 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return src
 
 
+_SESSIONS = itertools.count()
+
+
 def _frames_in_tmux(repo: Path, args: str, want: str) -> list[str]:
     """Run ``shadowvault ARGS`` in a tmux pane; the screens that show a percentage, ETA and the
     regular expression ``want``."""
@@ -37,11 +41,19 @@ def _frames_in_tmux(repo: Path, args: str, want: str) -> list[str]:
     exports = " ".join(
         f"{k}={shlex.quote(e[k])}" for k in ("PYTHONPATH", "SHADOWVAULT_PASSWORD", "SHADOWVAULT_REPOSITORY")
     )
-    session = f"svprogress{os.getpid()}"
+    session = f"svprogress{os.getpid()}-{next(_SESSIONS)}"
     # COLUMNS: a detached tmux session may report its default width (80) to the program whatever
     # -x says, and rich then squeezes the bar, byte and speed columns out of the line.
     cmd = f"env {exports} COLUMNS=200 {sys.executable} -m shadowvault {args}; echo EXITED $?; sleep 30"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "20", cmd], check=True)
+    new = ["tmux", "new-session", "-d", "-s", session, "-x", "220", "-y", "20", cmd]
+    # The previous call's kill-session can leave the tmux server exiting just as this one asks it
+    # for a session ("lost server"): ask again.
+    for attempt in range(5):
+        if subprocess.run(new, capture_output=True).returncode == 0:
+            break
+        time.sleep(0.2 * (attempt + 1))
+    else:
+        subprocess.run(new, check=True)
     seen: list[str] = []
     try:
         deadline = time.monotonic() + 240
