@@ -117,6 +117,16 @@ def exists(backend: Backend, ft: FileType, name: str) -> bool:
     return True
 
 
+def list_config(backend: Backend) -> Iterator[tuple[str, int]]:
+    """The listing of the CONFIG type: the one file ``config`` when present (a remote store has no
+    directory to list for it, so it is asked for by name)."""
+    try:
+        size = backend.stat(FileType.CONFIG, "config")
+    except FileNotFoundError:
+        return
+    yield ("config", size)
+
+
 def slice_range(data: bytes, offset: int, length: int | None) -> bytes:
     """``data[offset:offset+length]``, refusing ranges past the end (like a short read)."""
     if offset < 0 or (length is not None and length < 0):

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import urllib3
 from urllib3.exceptions import HTTPError
 
-from shadowvault.repo.backends.base import TYPE_DIRS, Backend, FileType, RemoteError
+from shadowvault.repo.backends.base import TYPE_DIRS, Backend, FileType, RemoteError, list_config
 from shadowvault.repo.backends.options import BackendOptions
 from shadowvault.repo.location import RestLocation
 
@@ -157,11 +157,7 @@ class RestBackend:
     def list(self, ft: FileType) -> Iterator[tuple[str, int]]:
         """One v2 listing request (a v1 server answers names only: then one HEAD per file)."""
         if ft is FileType.CONFIG:
-            try:
-                size = self.stat(ft, "config")
-            except FileNotFoundError:
-                return
-            yield ("config", size)
+            yield from list_config(self)
             return
         url = f"{self._base}{TYPE_DIRS[ft]}/"
         what = f"list {ft.value}"

@@ -31,7 +31,7 @@ import botocore.config
 import botocore.exceptions
 import urllib3.exceptions
 
-from shadowvault.repo.backends.base import TYPE_DIRS, Backend, FileType, RemoteError, object_path
+from shadowvault.repo.backends.base import TYPE_DIRS, Backend, FileType, RemoteError, list_config, object_path
 from shadowvault.repo.backends.options import BackendOptions
 from shadowvault.repo.location import S3Location
 
@@ -208,11 +208,7 @@ class S3Backend:
     def list(self, ft: FileType) -> Iterator[tuple[str, int]]:
         """All objects under the type's prefix (data/ recursively), 1000 per request."""
         if ft is FileType.CONFIG:
-            try:
-                size = self.stat(ft, "config")
-            except FileNotFoundError:
-                return
-            yield ("config", size)
+            yield from list_config(self)
             return
         prefix = f"{self._prefix}{TYPE_DIRS[ft]}/"
 

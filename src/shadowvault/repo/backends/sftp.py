@@ -34,7 +34,7 @@ from typing import IO, Any, TypeVar
 import paramiko
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
-from shadowvault.repo.backends.base import TYPE_DIRS, Backend, FileType, RemoteError, object_path
+from shadowvault.repo.backends.base import TYPE_DIRS, Backend, FileType, RemoteError, list_config, object_path
 from shadowvault.repo.backends.options import BackendOptions
 from shadowvault.repo.location import SftpLocation
 
@@ -339,11 +339,7 @@ class SftpBackend:
     def list(self, ft: FileType) -> Iterator[tuple[str, int]]:
         """Regular files of the type (data/xx/ walked), temporary names skipped."""
         if ft is FileType.CONFIG:
-            try:
-                size = self.stat(ft, "config")
-            except FileNotFoundError:
-                return
-            yield ("config", size)
+            yield from list_config(self)
             return
         top = f"{self._root}/{TYPE_DIRS[ft]}"
 
