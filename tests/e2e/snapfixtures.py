@@ -53,9 +53,21 @@ def hidden_entries(*dirs: Path) -> list[str]:
 
 
 def our_mounts() -> list[str]:
-    """Lines of /proc/self/mountinfo that mention a snapshot of ours."""
+    """Lines of /proc/self/mountinfo whose mount point or root is a snapshot of ours.
+
+    Only those two fields are looked at, by our naming (a hidden ``.shadowvault`` entry or the LVM
+    mount base ``/run/shadowvault``): the test's own loop mounts live under a temporary directory
+    whose name may say "shadowvault" too (CI's is ``/tmp/shadowvault-ci.XXXXXX``)."""
+    found = []
     with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-        return [line for line in f if "shadowvault" in line]
+        for line in f:
+            fields = line.split()
+            root, mount_point = fields[3], fields[4]
+            for path in (root, mount_point):
+                if f"/{HIDDEN_PREFIX}" in path or path.startswith("/run/shadowvault"):
+                    found.append(line)
+                    break
+    return found
 
 
 def leftovers(mnt: Path, *dirs: Path, btrfs: bool) -> list[str]:
