@@ -85,3 +85,36 @@ def test_mounted_snapshot_equals_its_restore(mounted: Mounted, tmp_path: Path) -
     subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
     assert proc.wait(timeout=60) == 0
     assert not _mounted(mnt)
+
+
+def test_snapshots_made_after_mounting_appear(mounted: Mounted) -> None:
+    repo, src, mnt, proc = mounted
+    first = json.loads(sv("snapshots", "--json", repo=repo).stdout)[0]["id"]
+    rel = str(src).lstrip("/")
+    before = set(os.listdir(mnt / "snapshots"))
+    (src / "added-later.txt").write_bytes(b"made after the mount\n" * 1000)
+    sv("backup", str(src), "--tag", "t2", repo=repo)
+    second = next(
+        s["id"] for s in json.loads(sv("snapshots", "--json", repo=repo).stdout) if s["id"] != first
+    )
+    # Listing ids/ re-reads the snapshot list at most every few seconds: poll for a while.
+    deadline = time.monotonic() + 60
+    while second[:8] not in os.listdir(mnt / "ids"):
+        assert time.monotonic() < deadline, "the new snapshot never appeared under ids/"
+        time.sleep(0.5)
+    assert sorted(os.listdir(mnt / "ids")) == sorted([first[:8], second[:8]])
+    new_times = set(os.listdir(mnt / "snapshots")) - before
+    assert len(new_times) == 1, new_times
+    assert os.readlink(mnt / "snapshots" / "latest") == new_times.pop()
+    assert sorted(os.listdir(mnt / "tags")) == ["t1", "t2"]
+    for base in (mnt / "ids" / second[:8], mnt / "snapshots" / "latest", mnt / "tags" / "t2"):
+        if base.name == "t2":
+            base = base / os.listdir(base)[0]
+        assert (base / rel / "added-later.txt").read_bytes() == b"made after the mount\n" * 1000
+        assert (base / rel / "dir" / "sub" / "deep.bin").read_bytes() == (
+            src / "dir" / "sub" / "deep.bin"
+        ).read_bytes()
+    # The first snapshot does not have the new file.
+    assert not (mnt / "ids" / first[:8] / rel / "added-later.txt").exists()
+    subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
+    assert proc.wait(timeout=60) == 0

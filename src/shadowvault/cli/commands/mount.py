@@ -16,7 +16,6 @@ from typing import Any
 
 from shadowvault.engine.mountfs import MountTree, SnapshotRoot, VirtualDir
 from shadowvault.engine.nodes import posix_permissions
-from shadowvault.engine.select import list_snapshots
 from shadowvault.errors import UsageError
 from shadowvault.repo import Node
 
@@ -91,10 +90,11 @@ def _operations(tree: MountTree) -> Any:
             }
 
         def readdir(self, path: str, fh: Any) -> list[str]:
-            entry = self._entry(path)
-            if isinstance(entry, str) or (isinstance(entry, Node) and entry.type != "dir"):
+            self._entry(path)
+            entries = tree.listing(path)  # a layout directory re-reads the snapshot list first
+            if entries is None:
                 raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-            return [".", "..", *(name for name, _ in tree.children(entry))]
+            return [".", "..", *(name for name, _ in entries)]
 
         def readlink(self, path: str) -> str:
             entry = self._entry(path)
@@ -138,13 +138,12 @@ def run(app: App, args: argparse.Namespace) -> int:
         raise UsageError(f"mount point {mountpoint} is not a directory: create it first")
     repo = app.open_repo()
     try:
-        repo.load_index()
-        tree = MountTree(repo, list_snapshots(repo, snapshot_filter(args)))
+        tree = MountTree(repo, snapshot_filter(args))
         import mfusepy
 
         app.info(
-            f"serving {len(tree.root.entries['ids'].entries)} snapshots at {mountpoint}; "  # type: ignore[union-attr]
-            f"unmount with `fusermount3 -u {mountpoint}` or Ctrl-C"
+            f"serving {tree.snapshot_count()} snapshots at {mountpoint} (new ones appear as they are "
+            f"made); unmount with `fusermount3 -u {mountpoint}` or Ctrl-C"
         )
         mfusepy.FUSE(
             _operations(tree),
