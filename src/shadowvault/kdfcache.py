@@ -24,7 +24,10 @@ REPO_COMMANDS = frozenset(
     {"backup", "restore", "snapshots", "ls", "check", "cat", "report"}
     | {"diff", "find", "stats", "dump", "tag", "unlock", "key"}
 )
-_VALUE_OPTIONS = frozenset({"-r", "--repo", "--password-file", "--password-command", "--config"})
+_VALUE_OPTIONS = frozenset(
+    {"-r", "--repo", "--password-file", "--password-command", "--config"}
+    | {"--limit-upload", "--limit-download"}  # cli.parser's global options that take a value
+)
 _MAX_KEYS = 4
 HASHLIB_LIMIT = 2**31 - 1
 """hashlib.scrypt refuses a memory limit this large or larger."""

@@ -136,7 +136,12 @@ class App:
 
     def backend(self, location: str) -> Backend:
         """The backend of a location (local path, sftp:, s3:, rest:); bad ones are a usage error."""
-        opts = BackendOptions.from_env(os.environ, retry_report=self._report_retry)
+        opts = BackendOptions.from_env(
+            os.environ,
+            retry_report=self._report_retry,
+            limit_upload=int(getattr(self.args, "limit_upload", 0) or 0),
+            limit_download=int(getattr(self.args, "limit_download", 0) or 0),
+        )
         return open_backend(parse_location(location), opts)
 
     def _report_retry(self, what: str, exc: BaseException, delay: float) -> None:

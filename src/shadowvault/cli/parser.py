@@ -30,7 +30,16 @@ from types import ModuleType
 from typing import Any, NoReturn
 
 from shadowvault import __version__
-from shadowvault.config.schema import OPTIONS, Kind, closest, default_value, toml_repr
+from shadowvault.config.schema import (
+    CONNECTION_OPTIONS,
+    OPTIONS,
+    Kind,
+    OptionSpec,
+    check_value,
+    closest,
+    default_value,
+    toml_repr,
+)
 
 from .app import ENV_CONFIG, ENV_REPOSITORY
 from .password import ENV_PASSWORD, ENV_PASSWORD_COMMAND, ENV_PASSWORD_FILE
@@ -43,11 +52,13 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "json": False,
     "quiet": False,
     "verbose": 0,
+    **{key: default_value(key) for key in CONNECTION_OPTIONS},
 }
 """Every global option's destination and its value when not given."""
 
-_REPOSITORY_OPTIONS = frozenset({"-r", "--repo", "--password-file", "--password-command"})
-_VALUE_OPTIONS = frozenset({"-r", "--repo", "--password-file", "--password-command", "--config"})
+_LIMIT_FLAGS = frozenset(spec.cli_flag for spec in CONNECTION_OPTIONS.values())
+_REPOSITORY_OPTIONS = frozenset({"-r", "--repo", "--password-file", "--password-command"}) | _LIMIT_FLAGS
+_VALUE_OPTIONS = _REPOSITORY_OPTIONS | {"--config"}
 """Global options that take a value (the word after them is not the command)."""
 
 EXIT_CODES: dict[int, str] = {
@@ -151,10 +162,35 @@ def add_global_options(p: argparse.ArgumentParser, *, repository: bool = True) -
             metavar="CMD",
             help="command whose first output line is the password (run without a shell)",
         )
+        for key in CONNECTION_OPTIONS:
+            _connection_option(g, CONNECTION_OPTIONS[key])
     g.add_argument("--config", default=s, metavar="FILE", help=f"configuration file (default: ${ENV_CONFIG})")
     g.add_argument("--json", action="store_true", default=s, help="machine-readable JSON lines on stdout")
     g.add_argument("-q", "--quiet", action="store_true", default=s, help="print nothing but errors")
     g.add_argument("-v", "--verbose", action="count", default=s, help="more output (backup: list every file)")
+
+
+def _connection_option(g: Any, spec: OptionSpec) -> None:
+    # Name, range, default and help from config.schema.CONNECTION_OPTIONS; a bad value is refused
+    # by argparse with the schema's own wording ("is out of range: allowed ≥ 0").
+    def parse(text: str) -> int:
+        stripped = text.strip()
+        value: Any = int(stripped) if stripped.lstrip("-").isdigit() else text
+        value, problem = check_value(spec, value)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{text} {problem}")
+        return int(value)
+
+    parse.__name__ = "KiB/s"  # argparse names the type in "invalid KiB/s value"
+    default = toml_repr(default_value(spec.key))
+    g.add_argument(
+        spec.cli_flag,
+        dest=spec.key,
+        type=parse,
+        default=argparse.SUPPRESS,
+        metavar="KiB/s",
+        help=f"{spec.help}, {spec.allowed()} (default: {default})",
+    )
 
 
 def epilog(module: ModuleType | None) -> str:

@@ -39,6 +39,7 @@ from shadowvault.config.schedule import (
 from shadowvault.errors import ConfigError
 
 __all__ = [
+    "CONNECTION_OPTIONS",
     "OPEN_FILES_VALUES",
     "OPTIONS",
     "OVERLAP_VALUES",
@@ -46,6 +47,7 @@ __all__ = [
     "SET_TYPES",
     "SNAPSHOT_VALUES",
     "BackupSet",
+    "Connection",
     "Kind",
     "OptionSpec",
     "Retention",
@@ -317,9 +319,30 @@ OPTIONS: dict[str, OptionSpec] = {
 }
 
 
+@dataclass(frozen=True)
+class Connection:
+    """How every command talks to the repository, whatever set it runs: restic's global
+    ``--limit-upload`` / ``--limit-download`` (same unit, KiB/s; 0 is no limit)."""
+
+    limit_upload: int = field(
+        default=0,
+        metadata=_spec(Kind.INT, "KiB/s at most written to the repository (0: no limit)", minimum=0),
+    )
+    limit_download: int = field(
+        default=0,
+        metadata=_spec(Kind.INT, "KiB/s at most read from the repository (0: no limit)", minimum=0),
+    )
+
+
+CONNECTION_OPTIONS: dict[str, OptionSpec] = {
+    f.name: dataclasses.replace(f.metadata["option"], key=f.name) for f in dataclasses.fields(Connection)
+}
+"""The global options of every command that opens a repository (flags only, no file keys)."""
+
+
 def default_value(key: str) -> Any:
     """The built-in default of option ``key`` (a fresh copy for lists)."""
-    f = next(f for f in dataclasses.fields(BackupSet) if f.name == key)
+    f = next(f for f in (*dataclasses.fields(BackupSet), *dataclasses.fields(Connection)) if f.name == key)
     if f.default_factory is not dataclasses.MISSING:
         return f.default_factory()
     return f.default

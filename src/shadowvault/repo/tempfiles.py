@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from shadowvault.repo.backends.base import FileType
+from shadowvault.repo.backends.base import FileType, innermost
 from shadowvault.repo.backends.local import LocalBackend
 from shadowvault.repo.repository import Repository
 
@@ -45,7 +45,7 @@ class TempFile:
 def find_temp_files(repo: Repository, *, now: float | None = None) -> list[TempFile]:
     """Every temporary file of our naming in the repository (only local repositories have any
     we can see; an empty list for other backends)."""
-    backend = repo.backend
+    backend = innermost(repo.backend)  # under the retry and rate-limit wrappers
     if not isinstance(backend, LocalBackend):
         return []
     now = time.time() if now is None else now
@@ -90,7 +90,7 @@ def remove_stale_temp_files(
     """
     if not _alone(repo):
         return []
-    backend = repo.backend
+    backend = innermost(repo.backend)  # under the retry and rate-limit wrappers
     if not isinstance(backend, LocalBackend):
         return []
     removed: list[TempFile] = []

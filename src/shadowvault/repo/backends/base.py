@@ -108,6 +108,16 @@ def is_remote(backend: Backend) -> bool:
     return getattr(backend, "remote", False) is True
 
 
+def innermost(backend: Backend) -> Backend:
+    """The backend below every wrapper (``RetryBackend``, ``RateLimitBackend`` keep theirs in
+    ``inner``): what a check for a local directory must look at."""
+    while True:
+        inner = getattr(backend, "inner", None)
+        if inner is None:
+            return backend
+        backend = inner
+
+
 def exists(backend: Backend, ft: FileType, name: str) -> bool:
     """True when the file is present."""
     try:

@@ -2,7 +2,9 @@
 
 Remote backends are imported only when used (boto3 alone takes ~0.3 s to import), and they are
 wrapped in ``RetryBackend``, so every transient network failure is retried with capped exponential
-backoff and reported. Options that are not part of the location come from ``BackendOptions``,
+backoff and reported. With ``limit_upload`` / ``limit_download`` set, the outermost wrapper is a
+``RateLimitBackend`` (outside the retries: a retried save is paid for once).
+Options that are not part of the location come from ``BackendOptions``,
 read from the environment by ``BackendOptions.from_env`` (never from argv, so secrets stay out
 of ``ps``).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 from shadowvault.repo.backends.base import Backend
 from shadowvault.repo.backends.local import LocalBackend
 from shadowvault.repo.backends.options import BackendOptions
+from shadowvault.repo.backends.ratelimit import RateLimitBackend, bucket_for
 from shadowvault.repo.backends.retry import RetryBackend
 from shadowvault.repo.location import (
     LocalLocation,
@@ -23,9 +26,18 @@ from shadowvault.repo.location import (
 
 
 def open_backend(loc: Location, opts: BackendOptions | None = None) -> Backend:
-    """The backend for ``loc`` (remote ones wrapped in ``RetryBackend``); nothing is contacted yet
-    for local and REST locations, SFTP starts ``ssh``, S3 builds its client."""
+    """The backend for ``loc`` (remote ones wrapped in ``RetryBackend``, any in ``RateLimitBackend``
+    when a limit is set); nothing is contacted yet for local and REST locations, SFTP starts
+    ``ssh``, S3 builds its client."""
     opts = opts or BackendOptions()
+    backend = _plain(loc, opts)
+    upload, download = bucket_for(opts.limit_upload), bucket_for(opts.limit_download)
+    if upload is None and download is None:
+        return backend
+    return RateLimitBackend(backend, upload=upload, download=download)
+
+
+def _plain(loc: Location, opts: BackendOptions) -> Backend:
     if isinstance(loc, LocalLocation):
         return LocalBackend(loc.path)
     inner: Backend

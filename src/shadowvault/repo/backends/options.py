@@ -47,10 +47,19 @@ class BackendOptions:
     """The whole command that starts the SFTP subsystem (like restic's ``sftp.command``)."""
     retry_attempts: int = 6
     retry_report: ReportFn | None = None
+    limit_upload: int = 0
+    """KiB/s for everything written (``--limit-upload``); 0: no limit."""
+    limit_download: int = 0
+    """KiB/s for everything read (``--limit-download``); 0: no limit."""
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] = os.environ, retry_report: ReportFn | None = None
+        cls,
+        env: Mapping[str, str] = os.environ,
+        retry_report: ReportFn | None = None,
+        *,
+        limit_upload: int = 0,
+        limit_download: int = 0,
     ) -> BackendOptions:
         """Options from ``SHADOWVAULT_*`` (and restic's ``RESTIC_REST_*``, ``AWS_*``) variables."""
         raw = env.get(ENV_CONNECTIONS, "")
@@ -73,4 +82,6 @@ class BackendOptions:
             ssh_config=env.get(ENV_SSH_CONFIG) or None,
             sftp_command=env.get(ENV_SFTP_COMMAND) or None,
             retry_report=retry_report,
+            limit_upload=limit_upload,
+            limit_download=limit_download,
         )
