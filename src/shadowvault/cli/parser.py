@@ -75,6 +75,8 @@ _REPO_ENV = (
     (ENV_PASSWORD_COMMAND, "command printing the password (like --password-command)"),
 )
 _CONFIG_ENV = ((ENV_CONFIG, "configuration file (like --config)"),)
+GLOBAL_GROUP = "global options"
+"""The title of the help section holding the global options."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -142,7 +144,7 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 def add_global_options(p: argparse.ArgumentParser, *, repository: bool = True) -> None:
     """The options every command accepts, before or after its name (``repository``: the
     repository and password options, left out for commands that never open one)."""
-    g = p.add_argument_group("global options")
+    g = p.add_argument_group(GLOBAL_GROUP)
     s = argparse.SUPPRESS
     if repository:
         g.add_argument(
@@ -193,10 +195,14 @@ def _connection_option(g: Any, spec: OptionSpec) -> None:
     )
 
 
+def environment(*, repository: bool) -> tuple[tuple[str, str], ...]:
+    """(variable, what it gives) for a command that opens a repository, or one that does not."""
+    return (_REPO_ENV if repository else ()) + _CONFIG_ENV
+
+
 def epilog(module: ModuleType | None) -> str:
     """The environment variables a command reads and its exit codes (the end of its --help)."""
-    uses_repo = getattr(module, "REPOSITORY", True)
-    env = (_REPO_ENV if uses_repo else ()) + _CONFIG_ENV
+    env = environment(repository=getattr(module, "REPOSITORY", True))
     codes = dict(EXIT_CODES)
     codes.update(getattr(module, "EXIT_CODES", {}))
     lines = ["environment variables:"]

@@ -15,6 +15,7 @@ from . import (
     dump,
     find,
     forget,
+    help,
     init,
     key,
     ls,
@@ -58,4 +59,5 @@ COMMANDS: dict[str, ModuleType] = {
     "key": key,
     "mount": mount,
     "completion": completion,
+    "help": help,
 }

@@ -25,6 +25,19 @@ ENV_S3_STORAGE_CLASS = "SHADOWVAULT_S3_STORAGE_CLASS"
 ENV_SSH_CONFIG = "SHADOWVAULT_SSH_CONFIG"
 ENV_SFTP_COMMAND = "SHADOWVAULT_SFTP_COMMAND"
 
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    (ENV_CONNECTIONS, f"parallel uploads, 1-{MAX_CONNECTIONS} (default {DEFAULT_CONNECTIONS})"),
+    (ENV_CACERT, "PEM file of the CA that signed the REST or S3 server's certificate"),
+    (ENV_REST_USERNAME, "rest: user name (or RESTIC_REST_USERNAME)"),
+    (ENV_REST_PASSWORD, "rest: password (or RESTIC_REST_PASSWORD)"),
+    (ENV_S3_PATH_STYLE, "s3: path-style addressing, true or false (default: on for any endpoint but AWS's)"),
+    (ENV_S3_STORAGE_CLASS, "s3: storage class of data packs"),
+    ("AWS_ACCESS_KEY_ID", "s3: access key (with AWS_SECRET_ACCESS_KEY; AWS_DEFAULT_REGION or AWS_REGION)"),
+    (ENV_SSH_CONFIG, "sftp: ssh configuration file (ssh -F)"),
+    (ENV_SFTP_COMMAND, "sftp: the whole command that starts the SFTP subsystem"),
+)
+"""Every variable read here, and what it sets (for the manual page)."""
+
 
 @dataclass(frozen=True)
 class BackendOptions:
