@@ -6,7 +6,7 @@ OPTIONS, COMMANDS (one subsection per command: usage, arguments, options, its ow
 ENVIRONMENT, EXIT STATUS, SEE ALSO.
 
 Written here rather than with ``argparse-manpage``: that library repeats the global options under
-every one of the 27 commands (about 2,000 lines), prints each command's epilog (environment and exit
+every one of the commands (about 2,000 lines), prints each command's epilog (environment and exit
 codes) as one refilled paragraph, and passes non-ASCII text (≥, –, …) through, which groff warns
 about unless run through preconv. This generator walks the same parsers in about a hundred lines.
 """
