@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require, require_binary
-from treeutil import describe, env, make_full_tree, sv
+from treeutil import describe, env, make_full_tree, restic, sv
 
 
 def _tree(root: Path) -> dict[bytes, dict[str, object]]:
@@ -116,5 +116,14 @@ def test_snapshots_made_after_mounting_appear(mounted: Mounted) -> None:
         ).read_bytes()
     # The first snapshot does not have the new file.
     assert not (mnt / "ids" / first[:8] / rel / "added-later.txt").exists()
+
+    # A snapshot forgotten meanwhile disappears the same way (restic's forget on the same repository).
+    restic("forget", first, repo=repo)
+    deadline = time.monotonic() + 60
+    while first[:8] in os.listdir(mnt / "ids"):
+        assert time.monotonic() < deadline, "the forgotten snapshot stayed under ids/"
+        time.sleep(0.5)
+    assert os.listdir(mnt / "ids") == [second[:8]]
+    assert os.listdir(mnt / "tags") == ["t2"]
     subprocess.run(["fusermount3", "-u", str(mnt)], check=True)
     assert proc.wait(timeout=60) == 0
