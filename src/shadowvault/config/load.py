@@ -350,6 +350,13 @@ class _Validator:
         refused = f"[{'.'.join(section)}] databases = "
         if problem and not any(refused in p for p in self.problems):
             self.problem(section, "databases", f"databases: {problem}")
+        if (
+            name
+            and result.type == "mariadb"
+            and result.pg_bin_dir is not None
+            and origin["pg_bin_dir"] == own_label
+        ):
+            self.problem(section, "pg_bin_dir", "pg_bin_dir applies to postgresql sets only: remove it")
         return EffectiveSet(self.check_sources(result, origin, section), origin)
 
     def check_sources(
