@@ -152,11 +152,15 @@ def test_a_locked_table_fails_its_dump_after_lock_wait_timeout(pg_server: DbServ
         cfg = write_config(
             tmp_path,
             f'[sets.pg]\ntype = "postgresql"\n{server_keys(pg_server)}databases = ["locked", "free"]\n'
-            "lock_wait_timeout = 2\n",
+            "lock_wait_timeout = 2\n\n"
+            f'[sets.pgopt]\ntype = "postgresql"\n{server_keys(pg_server)}databases = ["locked"]\n'
+            'lock_wait_timeout = 0\noptions = ["--lock-wait-timeout=1s"]\n',
         )
         start = time.monotonic()
         done = backup(tmp_path, cfg, "--set", "pg")
         took = time.monotonic() - start
+        # the set's own --lock-wait-timeout in options, with lock_wait_timeout = 0 (no flag of ours)
+        own = backup(tmp_path, cfg, "--set", "pgopt")
         assert holder.poll() is None, "the lock holder ended before the dump gave up"
     finally:
         holder.kill()
@@ -167,6 +171,11 @@ def test_a_locked_table_fails_its_dump_after_lock_wait_timeout(pg_server: DbServ
     assert len(failed) == 1, done.stderr
     assert "set pg, database locked: pg_dump failed" in failed[0], failed[0]
     assert "public.t stayed locked by another session for longer than lock_wait_timeout (2 s)" in failed[0]
+    assert own.returncode == 3, own.stdout + own.stderr
+    assert failed_lines(own.stderr) == [
+        ln for ln in own.stderr.splitlines() if "longer than the --lock-wait-timeout in options" in ln
+    ]
+    assert len(failed_lines(own.stderr)) == 1, own.stderr
     label = f"{pg_server.host}-{pg_server.port}"
     saved = names_in(tmp_path, "pg")
     assert f"/.shadowvault/postgresql/{label}/free.dump" in saved

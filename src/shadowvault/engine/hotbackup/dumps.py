@@ -30,7 +30,7 @@ from ..tree_builder import PendingDir, PendingFile, TreeBuilder
 from .credentials import PrivateDir
 from .mariadb import MariadbTool
 from .mariadb import cause as mariadb_cause
-from .postgresql import PostgresTool, ServerUnavailable
+from .postgresql import PostgresTool, ServerUnavailable, lock_wait_limit
 from .postgresql import cause as pg_cause
 from .stream import DumpJob, StreamResult, bound_malloc_arenas, file_name_of, stream_dump
 
@@ -271,7 +271,7 @@ def _classify(server: DatabaseServer, job: DumpJob, res: StreamResult) -> tuple[
 
     def cause(lines: list[str]) -> str:
         if server.type == "postgresql":
-            return pg_cause(lines, server.lock_wait_timeout)
+            return pg_cause(lines, lock_wait_limit(server))
         return mariadb_cause(lines)
 
     if res.returncode != 0:

@@ -26,7 +26,7 @@ from shadowvault.errors import ConfigError
 from .credentials import PrivateDir, read_password
 from .stream import DumpJob, file_name_of, run_tool
 
-__all__ = ["PostgresTool", "ServerUnavailable", "cause", "major_of", "too_old"]
+__all__ = ["PostgresTool", "ServerUnavailable", "cause", "lock_wait_limit", "major_of", "too_old"]
 
 DEFAULT_PORT = 5432
 
@@ -143,9 +143,10 @@ class PostgresTool:
         if not self.superuser:
             glob_argv.append("--no-role-passwords")  # pg_authid is superuser-only
         jobs = [DumpJob("", "globals.sql", glob_argv)]
-        # Before the set's own options, so an explicit --lock-wait-timeout there wins (last one counts).
+        # An explicit --lock-wait-timeout in the set's options wins over lock_wait_timeout.
         wait = self.server.lock_wait_timeout
-        lock_wait = [f"--lock-wait-timeout={wait}s"] if wait else []
+        explicit = any(o.startswith("--lock-wait-timeout") for o in self.server.options)
+        lock_wait = [f"--lock-wait-timeout={wait}s"] if wait and not explicit else []
         for db in databases:
             argv = [
                 self.program("pg_dump"),
@@ -214,12 +215,20 @@ _MISMATCH = re.compile(r"server version: ([^;]+); (pg_dump\w*) version: (\S+)")
 _LOCK_QUERY = re.compile(r"Query was: (LOCK TABLE \S+)")
 
 
-def cause(lines: list[str], lock_wait_timeout: int = 0) -> str:
+def lock_wait_limit(server: DatabaseServer) -> str:
+    """How long pg_dump waits for a table lock, as the error line names it."""
+    if any(o.startswith("--lock-wait-timeout") for o in server.options):
+        return "the --lock-wait-timeout in options"
+    return f"lock_wait_timeout ({server.lock_wait_timeout} s)"
+
+
+def cause(lines: list[str], lock_wait: str = "the lock wait timeout") -> str:
     """The tool's error, without its program-name prefix, on one line.
 
     Two errors get their own sentence, as the tool's wording does not say what to do: the server
     version mismatch (when the version check before the dump could not tell) and a table lock
-    waited for longer than ``lock_wait_timeout`` (pg_dump reports it as a statement timeout).
+    waited for longer than ``lock_wait`` (:func:`lock_wait_limit`; pg_dump reports it as a
+    statement timeout).
     """
     for ln in lines:
         mismatch = _MISMATCH.search(ln)
@@ -229,7 +238,7 @@ def cause(lines: list[str], lock_wait_timeout: int = 0) -> str:
     if locked and any("statement timeout" in ln for ln in lines):
         return (
             f"{locked.group(1).removeprefix('LOCK TABLE ')} stayed locked by another session for "
-            f"longer than lock_wait_timeout ({lock_wait_timeout} s): "
+            f"longer than {lock_wait}: "
             "find the session holding it (pg_locks) or raise lock_wait_timeout"
         )
     useful = [ln for ln in lines if not ln.startswith(("HINT:", "DETAIL:"))] or lines
