@@ -45,7 +45,7 @@ def require_binary(name: str) -> str:
 
 
 # Session fixtures of the database servers the hot-backup tests use (tests/dbservers.py).
-from dbservers import mariadb_server, pg_server  # noqa: E402, F401
+from dbservers import mariadb_server, pg16_server, pg_server  # noqa: E402, F401
 
 # Session fixtures of the servers the remote-repository tests use (tests/remoteservers.py). A
 # conftest.py of their own would shadow this one as the module "conftest" once collected.

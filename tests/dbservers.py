@@ -4,15 +4,21 @@ CI starts them with ``.ci/services/{postgresql,mariadb}.sh`` and exports where t
 (``SHADOWVAULT_TEST_PG_*``, ``SHADOWVAULT_TEST_MARIADB_*``); without those variables the fixture
 runs the same script into a fresh directory under /tmp (the servers' own users must reach it,
 which pytest's 0700 tmp dirs would not allow) and stops it at the end of the session.
+
+``pg16_server`` is a second PostgreSQL, of a newer major version than Debian's client tools: the
+binaries of the ``pgserver`` wheel (PostgreSQL 16), started by the same script with
+``SHADOWVAULT_PG_BIN`` pointing at a copy of them (the wheel lives under /root, which the
+``postgres`` user cannot enter).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +40,18 @@ class DbServer:
     password_file: str
     data_dir: str
     socket: str
+    bin_dir: str = ""  # the server's own client tools (pg16_server), "" when PATH has them
 
     @property
     def password(self) -> str:
         return Path(self.password_file).read_text().strip()
 
 
-def _start(script: str, prefix: str) -> Iterator[dict[str, str]]:
+def _start(
+    script: str, prefix: str, prepare: Callable[[Path], dict[str, str]] | None = None
+) -> Iterator[dict[str, str]]:
+    """Run ``script`` into a fresh directory (``prepare`` may first put files there and return
+    variables for the script), unless CI already did and exported ``prefix…`` variables."""
     require_root()
     found = {k: v for k, v in os.environ.items() if k.startswith(prefix)}
     if found:
@@ -48,8 +59,11 @@ def _start(script: str, prefix: str) -> Iterator[dict[str, str]]:
         return
     work = tempfile.mkdtemp(prefix="shadowvault-test-db-")
     path = str(SERVICES / script)
+    env = dict(os.environ)
+    if prepare is not None:
+        env.update(prepare(Path(work)))
     out = subprocess.run(
-        ["bash", path, "start", work], capture_output=True, text=True, timeout=300, check=False
+        ["bash", path, "start", work], capture_output=True, text=True, timeout=300, check=False, env=env
     )
     try:
         require(out.returncode == 0, f"{script} could not start its server: {out.stderr.strip()[-300:]}")
@@ -60,7 +74,7 @@ def _start(script: str, prefix: str) -> Iterator[dict[str, str]]:
                 values[key] = value
         yield values
     finally:
-        subprocess.run(["bash", path, "stop", work], capture_output=True, timeout=300, check=False)
+        subprocess.run(["bash", path, "stop", work], capture_output=True, timeout=300, check=False, env=env)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -78,6 +92,42 @@ def pg_server() -> Iterator[DbServer]:
             v["SHADOWVAULT_TEST_PG_PASSWORD_FILE"],
             v["SHADOWVAULT_TEST_PG_DATA"],
             v["SHADOWVAULT_TEST_PG_SOCKET_DIR"],
+        )
+
+
+def _pgserver_binaries(work: Path) -> dict[str, str]:
+    """Copy the pgserver wheel's PostgreSQL (bin, lib, share, and the libpq its RPATH names in
+    ../../../pgserver.libs) to ``work`` where the server's user can run it. The package is found,
+    not imported: importing it creates platformdirs directories and warns."""
+    spec = importlib.util.find_spec("pgserver")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    require(bool(locations), "needs the pgserver wheel (pip install -r requirements.lock)")
+    package = Path(locations[0])
+    copy = work / "pg16" / "pgserver"
+    shutil.copytree(package / "pginstall", copy / "pginstall", symlinks=True)
+    shutil.copytree(package.parent / "pgserver.libs", copy.parent / "pgserver.libs", symlinks=True)
+    for root, dirs, _ in os.walk(work / "pg16"):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+    return {"SHADOWVAULT_PG_BIN": str(copy / "pginstall" / "bin")}
+
+
+@pytest.fixture(scope="session")
+def pg16_server() -> Iterator[DbServer]:
+    """A running PostgreSQL 16 (newer than Debian's pg_dump 15) with its own client tools."""
+    for tool in ("pg_dump", "psql"):
+        require_binary(tool)
+    # A prefix CI never exports: this server is always the fixture's own.
+    for v in _start("postgresql.sh", "SHADOWVAULT_TEST_PG16_ONLY_", _pgserver_binaries):
+        yield DbServer(
+            "postgresql",
+            v["SHADOWVAULT_TEST_PG_HOST"],
+            int(v["SHADOWVAULT_TEST_PG_PORT"]),
+            v["SHADOWVAULT_TEST_PG_USER"],
+            v["SHADOWVAULT_TEST_PG_PASSWORD_FILE"],
+            v["SHADOWVAULT_TEST_PG_DATA"],
+            v["SHADOWVAULT_TEST_PG_SOCKET_DIR"],
+            v["SHADOWVAULT_TEST_PG_BIN"],
         )
 
 

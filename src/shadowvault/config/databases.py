@@ -5,7 +5,8 @@ Two shapes of the one ``databases`` key, told apart by the set's type:
 
 * in a ``postgresql`` / ``mariadb`` set, a list of database names or the string ``"all"`` (every
   database the server lists, minus templates and system schemas); the connection keys
-  (``host``, ``port``, ``socket``, ``user``, ``password_file``, ``options``) sit beside it;
+  (``host``, ``port``, ``socket``, ``user``, ``password_file``, ``options``, and for PostgreSQL
+  ``pg_bin_dir`` and ``lock_wait_timeout``) sit beside it;
 * in a ``files`` set, a list of tables, each one server with the same keys plus its ``type``:
   ``databases = [{ type = "postgresql", port = 5432, databases = ["app"] }]``.
 
@@ -20,7 +21,9 @@ from typing import Any
 
 __all__ = [
     "DATABASE_TYPES",
+    "DEFAULT_LOCK_WAIT_TIMEOUT",
     "ENTRY_KEYS",
+    "PG_ONLY_KEYS",
     "DatabaseServer",
     "check_databases_value",
     "servers_of",
@@ -37,8 +40,15 @@ ENTRY_KEYS: tuple[str, ...] = (
     "password_file",
     "databases",
     "options",
+    "pg_bin_dir",
+    "lock_wait_timeout",
 )
+PG_ONLY_KEYS: tuple[str, ...] = ("pg_bin_dir", "lock_wait_timeout")
 ALL = "all"
+# pg_dump waits this long for a table's ACCESS SHARE lock before it gives up (and the dump fails):
+# a session holding ACCESS EXCLUSIVE (ALTER TABLE, VACUUM FULL, a forgotten LOCK TABLE) must not
+# hold a nightly backup for ever. Long enough for a short migration to finish.
+DEFAULT_LOCK_WAIT_TIMEOUT = 300
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,8 @@ class DatabaseServer:
     databases: tuple[str, ...] = ()
     options: tuple[str, ...] = ()
     set_name: str = ""
+    pg_bin_dir: str | None = None  # PostgreSQL client tools' directory (None: PATH)
+    lock_wait_timeout: int = DEFAULT_LOCK_WAIT_TIMEOUT  # seconds; 0: pg_dump waits for ever
 
     @property
     def all_databases(self) -> bool:
@@ -79,14 +91,22 @@ def _entry_problem(i: int, entry: dict[str, Any]) -> str | None:
             isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535
         ):
             return f"entry {i + 1}: port must be an integer 0–65535"
-        if key in ("host", "socket", "user", "password_file") and not isinstance(value, str):
+        if key in ("host", "socket", "user", "password_file", "pg_bin_dir") and not isinstance(value, str):
             return f"entry {i + 1}: {key} must be a string"
         if key == "options" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             return f"entry {i + 1}: options must be a list of strings"
+        if key == "lock_wait_timeout" and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 86400
+        ):
+            return f"entry {i + 1}: lock_wait_timeout must be an integer 0–86400 (seconds, 0: no limit)"
         if key == "databases" and _names_problem(value):
             return f"entry {i + 1}: databases {_names_problem(value)}"
     if "type" not in entry:
         return f"entry {i + 1} needs type = {' or '.join(repr(t) for t in DATABASE_TYPES)}"
+    if entry["type"] != "postgresql":
+        extra = [k for k in PG_ONLY_KEYS if k in entry]
+        if extra:
+            return f"entry {i + 1}: {', '.join(extra)} applies to postgresql servers only"
     return None
 
 
@@ -142,12 +162,24 @@ def servers_of(
     user: str | None = None,
     password_file: str | None = None,
     options: list[str] | tuple[str, ...] = (),
+    pg_bin_dir: str | None = None,
+    lock_wait_timeout: int = DEFAULT_LOCK_WAIT_TIMEOUT,
 ) -> list[DatabaseServer]:
     """The servers a set dumps: the set's own connection (server sets) or its entries (files sets)."""
     if set_type in DATABASE_TYPES:
         return [
             DatabaseServer(
-                set_type, host, port, socket, user, password_file, _names(databases), tuple(options), set_name
+                set_type,
+                host,
+                port,
+                socket,
+                user,
+                password_file,
+                _names(databases),
+                tuple(options),
+                set_name,
+                pg_bin_dir=pg_bin_dir,
+                lock_wait_timeout=lock_wait_timeout,
             )
         ]
     if set_type != "files" or not isinstance(databases, list):
@@ -163,6 +195,8 @@ def servers_of(
             databases=_names(e.get("databases", ALL)),
             options=tuple(e.get("options", ())),
             set_name=set_name,
+            pg_bin_dir=e.get("pg_bin_dir"),
+            lock_wait_timeout=int(e.get("lock_wait_timeout", lock_wait_timeout)),
         )
         for e in databases
         if isinstance(e, dict)

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import platformdirs
 
-from shadowvault.config.databases import type_problem
+from shadowvault.config.databases import PG_ONLY_KEYS, type_problem
 from shadowvault.config.locate import KeyLocator
 from shadowvault.config.schema import (
     OPTIONS,
@@ -350,6 +350,11 @@ class _Validator:
         refused = f"[{'.'.join(section)}] databases = "
         if problem and not any(refused in p for p in self.problems):
             self.problem(section, "databases", f"databases: {problem}")
+        # PostgreSQL-only keys in a mariadb set's own table would be silently ignored ([defaults]
+        # may carry them for the run's postgresql sets).
+        for key in PG_ONLY_KEYS:
+            if name and result.type == "mariadb" and origin.get(key) == own_label:
+                self.problem(section, key, f"{key} applies to postgresql sets only: remove it")
         return EffectiveSet(self.check_sources(result, origin, section), origin)
 
     def check_sources(

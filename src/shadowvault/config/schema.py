@@ -27,7 +27,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowvault.config.databases import DatabaseServer, check_databases_value, servers_of
+from shadowvault.config.databases import (
+    DEFAULT_LOCK_WAIT_TIMEOUT,
+    DatabaseServer,
+    check_databases_value,
+    servers_of,
+)
 from shadowvault.config.schedule import (
     SCHEDULE_GRAMMAR,
     Schedule,
@@ -283,6 +288,23 @@ class BackupSet:
     options: list[str] = field(
         default_factory=list, metadata=_spec(Kind.STR_LIST, "extra options passed to pg_dump / mariadb-dump")
     )
+    pg_bin_dir: str | None = field(
+        default=None,
+        metadata=_spec(
+            Kind.OPT_STR,
+            "postgresql: directory of pg_dump, pg_dumpall, pg_restore, psql, createdb (default: PATH); "
+            "e.g. /usr/lib/postgresql/17/bin for a server newer than the default pg_dump",
+        ),
+    )
+    lock_wait_timeout: int = field(
+        default=DEFAULT_LOCK_WAIT_TIMEOUT,
+        metadata=_spec(
+            Kind.INT,
+            "postgresql: seconds pg_dump waits for a table another session locks (0: no limit)",
+            minimum=0,
+            maximum=86400,
+        ),
+    )
 
     def with_overrides(self, **values: Any) -> BackupSet:
         """A copy with the given options replaced, validated exactly like the file.
@@ -305,6 +327,8 @@ class BackupSet:
             user=self.user,
             password_file=self.password_file,
             options=self.options,
+            pg_bin_dir=self.pg_bin_dir,
+            lock_wait_timeout=self.lock_wait_timeout,
         )
 
     def schedule_parsed(self) -> Schedule | None:

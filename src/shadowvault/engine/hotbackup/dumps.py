@@ -5,9 +5,10 @@ sources that cover the directory leave it out: the dump is its consistent copy),
 databases when the set says ``"all"``, then stream each dump into the repository and place it as
 a regular file under ``/.shadowvault/<type>/<host>-<port>/``. Each dump ends ``ok``, ``suspect``
 (its verification failed: ``pg_restore --list`` could not read the stored archive, or the SQL
-dump lacks its completion trailer) or ``failed`` (the tool exited non-zero or the server could
-not be reached: one line naming set, database and cause; a failed dump's blobs are not
-referenced). Problems of one server or database never stop the others.
+dump lacks its completion trailer) or ``failed`` (the tool exited non-zero, the server could
+not be reached or its pg_dump is older than the server: one line naming set, database and cause;
+a failed dump's blobs are not referenced). Problems of one server or database never stop the
+others.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..tree_builder import PendingDir, PendingFile, TreeBuilder
 from .credentials import PrivateDir
 from .mariadb import MariadbTool
 from .mariadb import cause as mariadb_cause
-from .postgresql import PostgresTool, ServerUnavailable
+from .postgresql import PostgresTool, ServerUnavailable, lock_wait_limit
 from .postgresql import cause as pg_cause
 from .stream import DumpJob, StreamResult, bound_malloc_arenas, file_name_of, stream_dump
 
@@ -141,7 +142,7 @@ class _Probe:
     tool: Tool | None  # None: unreachable (``error`` says why)
     version: str = ""
     data_dir: str | None = None
-    error: str = ""
+    error: str = ""  # with a tool: reachable, but its client tools cannot dump it
 
 
 class DatabaseDumps:
@@ -181,7 +182,9 @@ class DatabaseDumps:
             except (ServerUnavailable, ConfigError) as e:
                 self._probed.append(_Probe(server, None, error=str(e)))
                 continue
-            self._probed.append(_Probe(server, tool, version, data_dir))
+            # A client too old for the server fails every database of it, but the server did
+            # answer: "all" is still listed and its data directory still known.
+            self._probed.append(_Probe(server, tool, version, data_dir, tool.client_problem(version)))
 
     def data_directories(self) -> list[tuple[DatabaseServer, str]]:
         """The live data directories of the servers that answered."""
@@ -233,7 +236,7 @@ class DatabaseDumps:
                 names = tool.list_databases()
             except ServerUnavailable as e:
                 tool, error = None, str(e)
-        if tool is None:
+        if tool is None or error:
             for db in names or ["all"]:
                 path = f"{base}/{file_name_of(db, ext)}" if names else f"{base}/*"
                 message = f"set {server.set_name}, database {db}: {error}"
@@ -265,7 +268,12 @@ class DatabaseDumps:
 
 def _classify(server: DatabaseServer, job: DumpJob, res: StreamResult) -> tuple[str, str]:
     """failed: the tool failed; suspect: the stored stream does not verify; else ok."""
-    cause = pg_cause if server.type == "postgresql" else mariadb_cause
+
+    def cause(lines: list[str]) -> str:
+        if server.type == "postgresql":
+            return pg_cause(lines, lock_wait_limit(server))
+        return mariadb_cause(lines)
+
     if res.returncode != 0:
         how = f"exit code {res.returncode}" if res.returncode > 0 else f"killed by signal {-res.returncode}"
         return "failed", f"{os.path.basename(job.argv[0])} failed ({how}): {cause(res.stderr)}"

@@ -74,6 +74,10 @@ class MariadbTool:
         version, _, datadir = self._query("SELECT @@version, @@datadir").partition("\t")
         return version, datadir or None
 
+    def client_problem(self, server_version: str) -> str:
+        """Always "": mariadb-dump reads servers of any version it can connect to."""
+        return ""
+
     def list_databases(self) -> list[str]:
         """Every database but the server's information schemas."""
         return [db for db in self._query("SHOW DATABASES").splitlines() if db and db not in _SYSTEM]
