@@ -2,12 +2,15 @@
 """Remote lines of the benchmark: first backup and full restore of the benchmark dataset into an
 SFTP server and an S3 server on loopback, shadowvault and restic side by side.
 
-Usage: ``python3 bench/remote.py [--size-gib 0.1] [--targets sftp,s3] [--json]``. The servers are
+Usage: ``python3 bench/remote.py [--size-gib 0.1] [--targets sftp,s3] [--repeat 3] [--json]``. The servers are
 the ones the tests use (.ci/services/sshd.sh: Debian's OpenSSH; s3.sh: ``rclone serve s3``), started
 here into the work directory. Each tool gets its own fresh repository on the same server, the tool
 that runs first alternates, the page cache is left warm (the dataset is read once beforehand: the
 subject is the transport, not the disk), and every restore is checked against the source like in
-run.py (a wrong result fails the run, exit 1). Credentials travel in the environment only.
+run.py (a wrong result fails the run, exit 1). Credentials travel in the environment only. With
+``--repeat N`` every round starts from fresh repositories (the tool that runs first alternates from
+round to round too) and the table shows medians of wall time, the largest peak RSS, and the load
+average before and after.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -50,14 +54,16 @@ def stop(name: str, d: Path) -> None:
     subprocess.run(["bash", str(SERVICES / f"{name}.sh"), "stop", str(d)], capture_output=True)
 
 
-def target_setup(target: str, srv: dict[str, str], tool: str) -> tuple[str, dict[str, str], list[str]]:
+def target_setup(
+    target: str, srv: dict[str, str], tool: str, round_no: int
+) -> tuple[str, dict[str, str], list[str]]:
     """(repository location, extra environment, extra restic arguments) for one tool on one server."""
     if target == "sftp":
-        loc = f"sftp:{srv['SHADOWVAULT_TEST_SSH_HOST']}:{srv['SHADOWVAULT_TEST_SSH_ROOT']}/{tool}"
+        loc = f"sftp:{srv['SHADOWVAULT_TEST_SSH_HOST']}:{srv['SHADOWVAULT_TEST_SSH_ROOT']}/{tool}-{round_no}"
         ssh = f"ssh -F {srv['SHADOWVAULT_TEST_SSH_CONFIG']} {srv['SHADOWVAULT_TEST_SSH_HOST']} -s sftp"
         extra = ["-o", f"sftp.command={ssh}"] if tool == "restic" else []
         return loc, {"SHADOWVAULT_SSH_CONFIG": srv["SHADOWVAULT_TEST_SSH_CONFIG"]}, extra
-    loc = f"s3:{srv['SHADOWVAULT_TEST_S3_ENDPOINT']}/bench-{tool}"
+    loc = f"s3:{srv['SHADOWVAULT_TEST_S3_ENDPOINT']}/bench-{tool}-{round_no}"
     keys = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
     return loc, {k: srv[k] for k in keys}, []
 
@@ -69,15 +75,16 @@ def run_target(
     source: Path,
     workdir: Path,
     hashes: SourceHashes,
-) -> tuple[dict[str, dict[str, float]], list[str]]:
+    round_no: int,
+) -> tuple[dict[str, dict[str, Measurement]], list[str]]:
     tools = [shadowvault_tool(base_env), restic_tool()]
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Measurement]] = {}
     problems: list[str] = []
-    logs = workdir / "logs" / target
+    logs = workdir / "logs" / target / str(round_no)
     for step_no, step in enumerate(("first backup", "full restore")):
-        order = tools if step_no % 2 == 0 else list(reversed(tools))
+        order = tools if (step_no + round_no) % 2 == 0 else list(reversed(tools))
         for tool in order:
-            loc, extra_env, extra_args = target_setup(target, srv, tool.name)
+            loc, extra_env, extra_args = target_setup(target, srv, tool.name, round_no)
             env = dict(base_env, **extra_env, RESTIC_REPOSITORY=loc, SHADOWVAULT_REPOSITORY=loc)
             name = f"{tool.name}-{step.replace(' ', '-')}"
             if step == "first backup":
@@ -103,9 +110,10 @@ def run_target(
                 verdict = verify_restore(restored_root(out, source), hashes)
                 problems += [f"{target} {tool.name} restore: {p}" for p in verdict.problems[:5]]
                 shutil.rmtree(out)
-            results.setdefault(step, {})[tool.name] = m.wall_s
+            results.setdefault(step, {})[tool.name] = m
             print(
-                f"  {target:5} {step:13} {tool.name:11} {m.wall_s:7.1f} s  cpu {m.cpu_s:6.1f} s",
+                f"  {target:5} {step:13} {tool.name:11} {m.wall_s:7.1f} s  cpu {m.cpu_s:6.1f} s  "
+                f"rss {m.peak_rss_kib // 1024} MiB  load {m.load_before:.1f}",
                 file=sys.stderr,
             )
     return results, problems
@@ -117,6 +125,7 @@ def main() -> int:
     ap.add_argument("--targets", default="sftp,s3")
     ap.add_argument("--workdir", type=Path, default=HERE / "work-remote")
     ap.add_argument("--data-dir", type=Path, default=HERE / "data")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds from fresh repositories; medians shown")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     spec = spec_for_size(args.size_gib)
@@ -132,30 +141,65 @@ def main() -> int:
     base_env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, base_env.get("PYTHONPATH", "")]))
     warm_tree(source)
     hashes = SourceHashes(source, manifest)
-    table: dict[str, dict[str, dict[str, float]]] = {}
+    runs: dict[tuple[str, str, str], list[Measurement]] = {}
     problems: list[str] = []
     print(f"dataset: {len(manifest.files)} files, {manifest.total_bytes / 2**20:.0f} MiB", file=sys.stderr)
+    load_start = os.getloadavg()
     try:
         for target in args.targets.split(","):
             service = {"sftp": "sshd", "s3": "s3"}[target]
             d = workdir / f"srv-{target}"
             srv = start(service, d)
             try:
-                table[target], found = run_target(target, srv, base_env, source, workdir, hashes)
-                problems += found
+                for round_no in range(args.repeat):
+                    found_runs, found = run_target(target, srv, base_env, source, workdir, hashes, round_no)
+                    problems += found
+                    for step, by_tool in found_runs.items():
+                        for tool_name, m in by_tool.items():
+                            runs.setdefault((target, step, tool_name), []).append(m)
             finally:
                 stop(service, d)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    load_end = os.getloadavg()
+    wall = {k: statistics.median(m.wall_s for m in v) for k, v in runs.items()}
+    rss = {k: max(m.peak_rss_kib for m in v) // 1024 for k, v in runs.items()}
+    rows = sorted(
+        {(t, s) for t, s, _ in runs}, key=lambda ts: (args.targets.index(ts[0]), ts[1] != "first backup")
+    )
     if args.json:
-        print(json.dumps({"bytes": manifest.total_bytes, "results": table, "problems": problems}, indent=1))
+        doc = {
+            "bytes": manifest.total_bytes,
+            "repeat": args.repeat,
+            "load": {"start": load_start, "end": load_end},
+            "results": {
+                f"{t} {s}": {
+                    tool: {
+                        "wall_s": [m.wall_s for m in runs[(t, s, tool)]],
+                        "peak_rss_mib": rss[(t, s, tool)],
+                    }
+                    for tool in ("shadowvault", "restic")
+                    if (t, s, tool) in runs
+                }
+                for t, s in rows
+            },
+            "problems": problems,
+        }
+        print(json.dumps(doc, indent=1))
     else:
-        print(f"{'target':6} {'step':13} {'shadowvault':>11} {'restic':>8} {'ratio':>6}")
-        for target, steps in table.items():
-            for step, t in steps.items():
-                sv, rs = t.get("shadowvault"), t.get("restic")
-                ratio = f"{sv / rs:6.2f}" if sv and rs else "     -"
-                print(f"{target:6} {step:13} {sv or 0:10.1f}s {rs or 0:7.1f}s {ratio}")
+        head = f"{'target':6} {'step':13} {'shadowvault':>11} {'restic':>8} {'ratio':>6}"
+        print(f"{head} {'RSS sv':>9} {'RSS restic':>10}")
+        for t, s in rows:
+            sv, rs = wall.get((t, s, "shadowvault")), wall.get((t, s, "restic"))
+            ratio = f"{sv / rs:6.2f}" if sv and rs else "     -"
+            print(
+                f"{t:6} {s:13} {sv or 0:10.1f}s {rs or 0:7.1f}s {ratio} "
+                f"{rss.get((t, s, 'shadowvault'), 0):>5} MiB {rss.get((t, s, 'restic'), 0):>6} MiB"
+            )
+        print(
+            f"medians of {args.repeat} round(s); load average {load_start[0]:.1f} at the start, "
+            f"{load_end[0]:.1f} at the end ({os.cpu_count()} CPUs)"
+        )
     for p in problems:
         print(f"PROBLEM: {p}", file=sys.stderr)
     return 1 if problems else 0

@@ -6,6 +6,12 @@ command line already names the repository (``--repo`` or ``$SHADOWVAULT_REPOSITO
 is in ``$SHADOWVAULT_PASSWORD``, the CLI starts deriving the user key of each key file in a daemon
 thread before its heavy imports; ``repo.crypto.kdf`` then takes the result instead of computing it.
 
+A remote repository (``sftp:``, ``s3:``, ``rest:``) cannot be listed that early (the connection and
+its client library come later), so after a remote repository opened, the CLI keeps the scrypt salt
+and parameters of the key file that opened it (``remember``; not the encrypted master key) under the
+user's cache directory, keyed by a hash of the location; the next command starts deriving from them
+while it imports and connects. A stale hint (key changed, other password) is simply not used.
+
 This module uses the standard library only (it runs before the rest is imported). A guess that does
 not match what the repository layer asks for later (another repository, another password, a key file
 it cannot read) is simply not used; nothing else depends on it.
@@ -14,9 +20,11 @@ it cannot read) is simply not used; nothing else depends on it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -95,6 +103,62 @@ def prefetch(repo_dir: str, password: str) -> int:
     return started
 
 
+_REMOTE = re.compile(r"(?i)^(sftp|s3|rest):")
+_URL_PASSWORD = re.compile(r"(://[^/@:]*:)[^/@]*@")
+_HINT = "hint.json"
+
+
+def cache_dir(env: Mapping[str, str] = os.environ) -> str:
+    """shadowvault's directory under the user's cache directory (platformdirs' choice on Linux:
+    ``$XDG_CACHE_HOME/shadowvault``, else ``~/.cache/shadowvault``)."""
+    base = env.get("XDG_CACHE_HOME", "").strip()
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "shadowvault")
+
+
+def is_remote_location(location: str) -> bool:
+    """True for the ``sftp:``, ``s3:`` and ``rest:`` locations."""
+    return _REMOTE.match(location) is not None
+
+
+def hint_dir(location: str, env: Mapping[str, str] = os.environ) -> str:
+    """Where the key derivation hint of a remote location lives (a password in a REST URL is not
+    part of the name)."""
+    digest = hashlib.sha256(_URL_PASSWORD.sub(r"\1@", location).encode()).hexdigest()[:32]
+    return os.path.join(cache_dir(env), "kdf", digest)
+
+
+def remember(location: str, key_json: bytes, env: Mapping[str, str] = os.environ) -> None:
+    """Keep the scrypt salt and parameters of the key file that opened the remote repository at
+    ``location`` for ``prefetch``. A cache: any failure is ignored, the next run derives as usual."""
+    try:
+        doc = json.loads(key_json)
+        hint = {k: doc[k] for k in ("kdf", "N", "r", "p", "salt")}
+        body = json.dumps(hint, sort_keys=True).encode()
+        keys = os.path.join(hint_dir(location, env), "keys")
+        path = os.path.join(keys, _HINT)
+        try:
+            with open(path, "rb") as f:
+                if f.read() == body:
+                    return
+        except OSError:
+            pass
+        os.makedirs(keys, mode=0o700, exist_ok=True)
+        tmp = f"{path}.tmp-{os.urandom(4).hex()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+            os.replace(tmp, path)  # readers see the old hint or the new one, never half of one
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+
+
 def prefetch_for_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """``prefetch`` when ``argv`` runs a repository command whose repository and password are known
     without reading any configuration; 0 otherwise."""
@@ -115,6 +179,8 @@ def prefetch_for_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
             repo = arg.partition("=")[2]
     if not repo:
         return 0
+    if is_remote_location(repo):
+        return prefetch(hint_dir(repo, env), password)
     return prefetch(os.path.expanduser(repo), password)
 
 

@@ -127,3 +127,43 @@ def test_restic_initialised_sftp_repository_is_read(sshd_env: dict[str, str], tm
     same_tree(src, tmp_path / "out" / str(src).lstrip("/"))
     run_sv(env, "backup", str(src))
     run_restic(env, *restic_sftp(sshd_env), "check", "--read-data")
+
+
+def test_sftp_first_ssh_starts_with_the_backend_and_is_the_first_connection(sshd_env: dict[str, str]) -> None:
+    # open_backend starts ssh before importing paramiko, so the login overlaps the import.
+    be = _backend(sshd_env, sftp_location(sshd_env), connections=2)
+    inner = be.inner  # type: ignore[attr-defined]
+    started = inner._started
+    assert started is not None and started.proc.poll() is None
+    be.create()
+    assert dict(be.list(FileType.KEY)) == {}
+    assert inner._started is None and [c.ssh for c in inner._all] == [started]
+    be.close()
+    assert started.proc.poll() is not None
+    # A backend closed before any use ends its waiting ssh too.
+    unused = _backend(sshd_env, sftp_location(sshd_env))
+    proc = unused.inner._started.proc  # type: ignore[attr-defined]
+    unused.close()
+    assert proc.poll() is not None
+
+
+def test_sftp_cli_remembers_the_key_parameters_and_restores_alike(
+    sshd_env: dict[str, str], tmp_path: Path
+) -> None:
+    # After init, the scrypt salt and parameters (never the key itself) are kept in the cache
+    # directory for the next command's early derivation; restic and we restore the same files.
+    require_binary("restic")
+    loc = sftp_location(sshd_env)
+    env = restic_env(sshd_env, loc) | {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    src = make_source(tmp_path)
+    run_sv(env, "init")
+    hints = list((tmp_path / "cache" / "shadowvault" / "kdf").glob("*/keys/hint.json"))
+    assert len(hints) == 1
+    key_file = next((Path(parse_location(loc).path) / "keys").iterdir())  # type: ignore[union-attr]
+    kept, real = json.loads(hints[0].read_text()), json.loads(key_file.read_text())
+    assert kept == {k: real[k] for k in ("kdf", "N", "r", "p", "salt")}
+    run_sv(env, "backup", str(src))
+    run_sv(env, "restore", "latest", "--target", str(tmp_path / "by-sv"))
+    run_restic(env, *restic_sftp(sshd_env), "restore", "latest", "--target", str(tmp_path / "by-restic"))
+    same_tree(src, tmp_path / "by-sv" / str(src).lstrip("/"))
+    same_tree(src, tmp_path / "by-restic" / str(src).lstrip("/"))

@@ -125,3 +125,18 @@ def test_retry_backend_gives_up_and_passes_permanent_errors_at_once() -> None:
     with pytest.raises(FileNotFoundError):
         RetryBackend(MemBackend(), sleep=waits.append).stat(FileType.INDEX, "cc" * 32)
     assert waits == []
+
+
+class _NetworkMem(MemBackend):
+    """An in-memory store that says it is behind a network with six connections."""
+
+    remote = True
+    connections = 6
+
+
+def test_restore_reads_in_parallel_over_every_connection_of_a_remote_backend() -> None:
+    from shadowvault.repo import Repository
+
+    kdf = (1024, 8, 1)
+    assert Repository.init(MemBackend(), "pw", kdf=kdf).parallel_reads() == 1
+    assert Repository.init(RetryBackend(_NetworkMem()), "pw", kdf=kdf).parallel_reads() == 6

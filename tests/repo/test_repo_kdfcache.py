@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import platformdirs
+import pytest
 from tests.repo.repo_helpers import FAST_KDF, PASSWORD
 
 from shadowvault import kdfcache
@@ -53,3 +55,38 @@ def test_a_damaged_key_file_is_left_to_the_repository_layer(tmp_path: Path) -> N
     (path / "keys" / "0000broken").write_text("{not json")
     assert kdfcache.prefetch(str(path), PASSWORD) == 1  # the good key only
     kdfcache._jobs.clear()
+
+
+def test_a_remote_repository_is_derived_early_from_the_remembered_hint(tmp_path: Path) -> None:
+    # A remote repository cannot be listed before the imports: the hint kept after it opened is used.
+    path = _repo(tmp_path)
+    opened = Repository.open(LocalBackend(path), PASSWORD)
+    assert opened.key_file_json is not None
+    opened.close()
+    env = {"SHADOWVAULT_PASSWORD": PASSWORD, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    where = "rest:http://user:secret@127.0.0.1:8000/repo/"
+    assert _started(["snapshots", "-r", where], env) == 0  # nothing remembered yet
+    kdfcache.remember(where, opened.key_file_json, env)
+    hint = Path(kdfcache.hint_dir(where, env)) / "keys" / "hint.json"
+    assert hint.stat().st_mode & 0o777 == 0o600
+    kept = hint.read_bytes()
+    assert b"secret" not in kept and b'"data"' not in kept  # salt and parameters, never the key
+    assert "secret" not in str(hint)
+    # The same server with another password in the URL is the same repository.
+    assert kdfcache.hint_dir("rest:http://user:other@127.0.0.1:8000/repo/", env) == str(hint.parents[1])
+    assert _started(["snapshots", "-r", "sftp:host:/elsewhere"], env) == 0
+    assert kdfcache.prefetch_for_command(["restore", "-r", where, "latest"], env) == 1
+    Repository.open(LocalBackend(path), PASSWORD).close()
+    assert kdfcache._jobs == {}  # the hint's derivation was the one the key file needed
+    hint.write_text("{damaged")
+    assert _started(["snapshots", "-r", where], env) == 0
+
+
+def test_the_cache_directory_is_the_one_platformdirs_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert kdfcache.cache_dir() == platformdirs.user_cache_dir("shadowvault")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert kdfcache.cache_dir() == platformdirs.user_cache_dir("shadowvault")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import platformdirs
 from rich.console import Console
 
-from shadowvault import interrupts
+from shadowvault import interrupts, kdfcache
 from shadowvault.errors import ConfigError, RepoNotFoundError
 from shadowvault.repo import DEFAULT_PACK_SIZE, Backend, LocalBackend, Repository
 from shadowvault.repo.backends.open import open_backend
@@ -169,7 +169,16 @@ class App:
             pw_file if (pw_file and pw_file.exists()) or not is_default else None,
             command=self.password_command,
         )
-        return Repository.open(self.backend(location), password, pack_size=pack_size)
+        repo = Repository.open(self.backend(location), password, pack_size=pack_size)
+        self.remember_key(location, repo)
+        return repo
+
+    @staticmethod
+    def remember_key(location: str, repo: Repository) -> None:
+        """For a remote repository: keep its key's scrypt salt and parameters, so the next command
+        derives the key while it imports and connects (``kdfcache``)."""
+        if repo.key_file_json is not None and kdfcache.is_remote_location(location):
+            kdfcache.remember(location, repo.key_file_json)
 
     def _create_default_repo(self, path: Path) -> None:
         pw_file = default_password_file()

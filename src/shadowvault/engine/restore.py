@@ -187,7 +187,10 @@ class RestoreSession:
         fresh = not os.path.isdir(self.target)
         if not self.opt.dry_run:
             os.makedirs(self.target, exist_ok=True)
-        workers = self.opt.workers or max(2, os.cpu_count() or 2)
+        # A remote read is mostly waiting for the network: one worker per connection keeps them
+        # all busy while the others decode and write (2 workers on a 2-core machine left two of
+        # the four SFTP/S3 connections idle and every worker alternating download and decode).
+        workers = self.opt.workers or max(2, os.cpu_count() or 2, self.repo.parallel_reads())
         # The walk allocates hundreds of thousands of small objects (nodes, plans)
         # and none of them form cycles, yet each allocation burst triggers the cycle
         # collector, which then also scans the whole index: about a tenth of the

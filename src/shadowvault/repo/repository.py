@@ -24,7 +24,7 @@ from shadowvault.errors import (
     WrongPasswordError,
 )
 from shadowvault.repo import compression, crypto
-from shadowvault.repo.backends.base import Backend, FileType, exists, is_remote
+from shadowvault.repo.backends.base import Backend, FileType, exists, is_remote, upload_connections
 from shadowvault.repo.files import key
 from shadowvault.repo.files.config import MAX_VERSION, MIN_VERSION, RepoConfig
 from shadowvault.repo.files.index import IndexFile, split_into_files
@@ -65,6 +65,9 @@ class Repository:
         self._locks: list[RepoLock] = []
         # Over a network each tree read is a round trip: read a pack's trees together there.
         self._trees_ahead = TreeAhead() if is_remote(backend) else None
+        self.key_file_json: bytes | None = None
+        """The key file that opened the repository (its scrypt salt and parameters are what the CLI
+        remembers to start deriving early next time, ``kdfcache``)."""
 
     # ---- creation and opening ------------------------------------------------------------
 
@@ -108,6 +111,7 @@ class Repository:
             backend.save(FileType.CONFIG, "config", crypto.seal(master, cfg.to_json()))
         repo = cls(backend, master, cfg, pack_size=pack_size)
         repo._index_loaded = True
+        repo.key_file_json = raw
         return repo
 
     @classmethod
@@ -124,7 +128,7 @@ class Repository:
             raise RepoError(
                 f"cannot read the repository at {loc} ({exc}): check the path and permissions"
             ) from exc
-        master = cls._find_master_key(backend, password)
+        master, key_json = cls._find_master_key(backend, password)
         try:
             sealed = backend.load(FileType.CONFIG, "config")
             plain = crypto.open_(master, sealed)
@@ -142,10 +146,12 @@ class Repository:
                 f"repository at {loc} has format version {cfg.version}; this shadowvault reads versions "
                 f"{MIN_VERSION}-{MAX_VERSION}: use a newer shadowvault"
             )
-        return cls(backend, master, cfg, pack_size=pack_size)
+        repo = cls(backend, master, cfg, pack_size=pack_size)
+        repo.key_file_json = key_json
+        return repo
 
     @staticmethod
-    def _find_master_key(backend: Backend, password: str) -> crypto.Key:
+    def _find_master_key(backend: Backend, password: str) -> tuple[crypto.Key, bytes]:
         loc = backend.location()
         wrong = 0
         broken: list[str] = []
@@ -153,8 +159,8 @@ class Repository:
             if not is_hex_id(name):
                 continue
             try:
-                kf = key.KeyFile.from_json(backend.load(FileType.KEY, name))
-                return key.open_master(kf, password)
+                raw = backend.load(FileType.KEY, name)
+                return key.open_master(key.KeyFile.from_json(raw), password), raw
             except crypto.CiphertextError:
                 wrong += 1
             except (ValueError, OSError) as exc:
@@ -184,6 +190,11 @@ class Repository:
     def location(self) -> str:
         """Where the repository is."""
         return self.backend.location()
+
+    def parallel_reads(self) -> int:
+        """How many reads are worth keeping in flight: the connection count of a remote backend
+        (each read there is mostly waiting for the network), 1 for a local one."""
+        return upload_connections(self.backend) if is_remote(self.backend) else 1
 
     # ---- unpacked files (index, snapshot, lock) --------------------------------------------
 

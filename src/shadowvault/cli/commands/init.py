@@ -26,6 +26,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     backend = app.backend(location)  # a bad location is refused before the password is asked
     password = get_password(Path(pw_file) if pw_file else None, confirm=True, command=app.password_command)
     repo = Repository.init(backend, password)
+    app.remember_key(location, repo)
     repo_id = str(repo.config["id"])
     where = repo.location()  # shown without any password
     repo.close()

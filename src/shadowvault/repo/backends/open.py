@@ -27,8 +27,9 @@ from shadowvault.repo.location import (
 
 def open_backend(loc: Location, opts: BackendOptions | None = None) -> Backend:
     """The backend for ``loc`` (remote ones wrapped in ``RetryBackend``, any in ``RateLimitBackend``
-    when a limit is set); nothing is contacted yet for local and REST locations, SFTP starts
-    ``ssh``, S3 builds its client."""
+    when a limit is set); nothing is contacted yet for local and REST locations, SFTP starts its
+    first ``ssh`` (before importing paramiko, so the login overlaps the import), S3 builds its
+    client."""
     opts = opts or BackendOptions()
     backend = _plain(loc, opts)
     upload, download = bucket_for(opts.limit_upload), bucket_for(opts.limit_download)
@@ -50,9 +51,16 @@ def _plain(loc: Location, opts: BackendOptions) -> Backend:
 
         inner = S3Backend(loc, opts)
     elif isinstance(loc, SftpLocation):
+        from shadowvault.repo.backends.sshproc import SshProcess, sftp_argv
+
+        # ssh logs in while paramiko is imported; a missing ssh is reported by the first use.
+        try:
+            started: SshProcess | None = SshProcess(sftp_argv(loc, opts))
+        except FileNotFoundError:
+            started = None
         from shadowvault.repo.backends.sftp import SftpBackend
 
-        inner = SftpBackend(loc, opts)
+        inner = SftpBackend(loc, opts, started)
     else:  # pragma: no cover - the Location union is exhausted above
         raise AssertionError(loc)
     return RetryBackend(inner, attempts=opts.retry_attempts, report=opts.retry_report)

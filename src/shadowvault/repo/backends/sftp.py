@@ -18,13 +18,11 @@ restic and ``list`` ignore. Restic's layout: ``config``, ``keys/``, ``data/xx/``
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
 import os
 import secrets
 import select
-import shlex
 import stat as stat_mod
 import subprocess
 import threading
@@ -36,10 +34,10 @@ from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
 
 from shadowvault.repo.backends.base import TYPE_DIRS, Backend, FileType, RemoteError, list_config, object_path
 from shadowvault.repo.backends.options import BackendOptions
+from shadowvault.repo.backends.sshproc import SshProcess, sftp_argv
 from shadowvault.repo.location import SftpLocation
 
 T = TypeVar("T")
-_STDERR_LINES = 20
 _BASE_REQUEST = 32768
 """The request size every SFTP server takes (paramiko's SFTPFile.MAX_REQUEST_SIZE)."""
 _MAX_REQUEST = 128 * 1024
@@ -73,17 +71,11 @@ class _Pipes:
 
 
 class _Connection:
-    """One ``ssh -s sftp`` child, its SFTP client and the last lines ``ssh`` wrote to stderr."""
+    """One ``ssh -s sftp`` child and the SFTP client speaking over its pipes."""
 
-    def __init__(self, argv: list[str]) -> None:
-        self.stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
-        # stderr is read by a thread (never left to fill its pipe); a password prompt, if the
-        # user's setup needs one, goes to the terminal directly, as with restic.
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0
-        )
-        self._reader = threading.Thread(target=self._drain, daemon=True, name="ssh-stderr")
-        self._reader.start()
+    def __init__(self, ssh: SshProcess) -> None:
+        self.ssh = ssh
+        self.proc = ssh.proc
         self.client: Any = None
         self.read_size = self.write_size = _BASE_REQUEST
 
@@ -102,28 +94,13 @@ class _Connection:
         except OSError:
             pass  # not an OpenSSH server (SSH_FX_OP_UNSUPPORTED): keep 32 KiB
 
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            line = raw.decode(errors="replace").strip()
-            if line:
-                self.stderr.append(line)
-
     def explain(self) -> str:
         """What ssh said, as one line ("" when it said nothing)."""
-        return " / ".join(self.stderr)
+        return self.ssh.explain()
 
     def kill(self) -> None:
-        """End the child and wait for it (and for its last stderr lines)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        self._reader.join(timeout=2)
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if f is not None:
-                with contextlib.suppress(OSError):
-                    f.close()
+        """End the child and wait for it."""
+        self.ssh.kill()
 
 
 _BROKEN = (EOFError, paramiko.SSHException, BrokenPipeError, ConnectionError)
@@ -132,33 +109,20 @@ _BROKEN = (EOFError, paramiko.SSHException, BrokenPipeError, ConnectionError)
 class SftpBackend:
     """A repository in a directory of an SSH server."""
 
-    def __init__(self, loc: SftpLocation, opts: BackendOptions) -> None:
+    def __init__(self, loc: SftpLocation, opts: BackendOptions, started: SshProcess | None = None) -> None:
+        """``started``: an ``ssh`` already started with ``sftp_argv(loc, opts)``, used as the first
+        connection (``open_backend`` starts it before importing this module)."""
         self._loc = loc
         self.connections = opts.connections
         self.remote = True
-        self._argv = self._command(loc, opts)
+        self._argv = sftp_argv(loc, opts)
+        self._started = started
         self._root = loc.path.rstrip("/") or "/"
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(opts.connections)
         self._ever_connected = False
-
-    @staticmethod
-    def _command(loc: SftpLocation, opts: BackendOptions) -> list[str]:
-        if opts.sftp_command:
-            return shlex.split(opts.sftp_command)
-        argv = ["ssh"]
-        if opts.ssh_config:
-            argv += ["-F", opts.ssh_config]
-        if loc.port is not None:
-            argv += ["-p", str(loc.port)]
-        if loc.user:
-            argv += ["-l", loc.user]
-        # Never accept an unknown host key on the user's behalf; no X11/agent forwarding needed.
-        # "--" keeps a host name starting with "-" from being read as an option.
-        argv += ["-o", "StrictHostKeyChecking=yes", "-x", "-a", "-s", "--", loc.host, "sftp"]
-        return argv
 
     def location(self) -> str:
         """``sftp:[user@]host:/path``."""
@@ -167,8 +131,10 @@ class SftpBackend:
     # ---- connections -----------------------------------------------------------------------
 
     def _connect(self) -> _Connection:
+        with self._lock:
+            started, self._started = self._started, None
         try:
-            conn = _Connection(self._argv)
+            conn = _Connection(started if started is not None else SshProcess(self._argv))
         except FileNotFoundError:
             raise RemoteError(
                 f"cannot start {self._argv[0]!r} for {self.location()}: install the OpenSSH client",
@@ -388,6 +354,9 @@ class SftpBackend:
         """End every ssh child."""
         with self._lock:
             conns, self._all, self._idle = list(self._all), set(), []
+            started, self._started = self._started, None
+        if started is not None:
+            started.kill()
         for conn in conns:
             try:
                 conn.client.close()
