@@ -8,8 +8,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The CLI's caches (e.g. the remembered key parameters of remote repositories) go to a
+    directory of this run, never the caches of the user running the tests."""
+    if "SHADOWVAULT_TEST_CACHE" not in os.environ:
+        path = tempfile.mkdtemp(prefix="shadowvault-test-cache-")
+        os.chmod(path, 0o1777)  # like /tmp: tests that drop root to another user share it
+        os.environ["SHADOWVAULT_TEST_CACHE"] = os.environ["XDG_CACHE_HOME"] = path
+        config.add_cleanup(lambda: shutil.rmtree(path, ignore_errors=True))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
