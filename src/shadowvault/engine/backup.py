@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from shadowvault import __version__
 from shadowvault.config import DatabaseServer
@@ -43,6 +42,7 @@ from .events import EventSink, Warning_
 from .filesaver import FileSaver
 from .hotbackup.dumps import DatabaseDumps, DumpResult, virtual_dir
 from .housekeeping import tidy_temp_files
+from .outcomes import FileRecord
 from .parent import choose_parent
 from .ports import BackupRepo
 from .readahead import ReadAhead
@@ -99,7 +99,7 @@ class BackupResult:
     snapshot_id: str | None
     counts: Counts
     exit_code: int
-    outcomes: list[dict[str, Any]]
+    outcomes: list[FileRecord]  # every non-ok outcome (and ok dumps and SQLite copies)
     partial: bool
     stop: StopRequest | None = None
 
@@ -241,7 +241,7 @@ class BackupSession:
 
     def _record_dump(self, r: DumpResult) -> None:
         # ok dumps are listed too: the report shows their size and server version.
-        self.counters.read(r.path, r.size, r.classification, r.outcome(), keep=True)
+        self.counters.read(r.path, r.size, r.outcome(), keep=True)
 
     def _warn(self, message: str) -> None:
         self.sink(Warning_(message))

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from .events import EventSink, FileDone, Progress, SessionSummary
+from .outcomes import FileRecord, Outcome
 from .summary import Counts, exit_code
 
 _PROGRESS_EVERY = 0.25
@@ -25,7 +26,7 @@ class SessionCounters:
     def __init__(self, sink: EventSink) -> None:
         self.sink = sink
         self.counts = Counts()
-        self.outcomes: list[dict[str, Any]] = []  # every non-ok outcome (and notable ok ones)
+        self.outcomes: list[FileRecord] = []  # every non-ok outcome (and notable ok ones)
         self._added = [0, 0]  # data blobs and bytes added, by the worker threads
         self._added_lock = threading.Lock()
         self._last_progress = 0.0
@@ -42,25 +43,23 @@ class SessionCounters:
         """A file whose content was taken from the parent snapshot."""
         self.counts.unchanged += 1
         self.counts.add_class("ok")
-        self.sink(FileDone(path, size, {"class": "ok"}, reused=True))
+        self.sink(FileDone(path, size, Outcome.reused(), reused=True))
 
-    def read(
-        self, path: str, size: int, cls: str, data: dict[str, Any], *, keep: bool, in_parent: bool = False
-    ) -> None:
-        """A file that was read ended as ``cls`` with outcome ``data`` (``keep``: listed in the snapshot)."""
-        self.counts.add_class(cls)
+    def read(self, path: str, size: int, outcome: Outcome, *, keep: bool, in_parent: bool = False) -> None:
+        """A file that was read reached ``outcome`` (``keep``: listed in the snapshot)."""
+        self.counts.add_class(outcome.classification.value)
         self.counts.files_read += 1
         self.counts.bytes_read += size
         if keep:
-            self.outcomes.append({"path": path, **data})
-        self.sink(FileDone(path, size, data, reused=False, in_parent=in_parent))
+            self.outcomes.append(FileRecord(path, outcome))
+        self.sink(FileDone(path, size, outcome, reused=False, in_parent=in_parent))
 
     def failed_early(self, path: str, reason: str, message: str) -> None:
         """A file or directory that failed before any read (metadata, listing, a stopped retry)."""
-        data = {"class": "failed", "reason": reason, "message": message, "attempts": 0, "writers": []}
-        self.counts.add_class("failed")
-        self.outcomes.append({"path": path, **data})
-        self.sink(FileDone(path, 0, data, reused=False))
+        outcome = Outcome.failed_early(reason, message)
+        self.counts.add_class(outcome.classification.value)
+        self.outcomes.append(FileRecord(path, outcome))
+        self.sink(FileDone(path, 0, outcome, reused=False))
 
     # ----- reporting ----------------------------------------------------------------------------
 
@@ -104,5 +103,5 @@ class SessionCounters:
             "partial": partial,
             "set": set_name,
             "strategy": strategy,
-            "outcomes": self.outcomes,
+            "outcomes": [r.to_json() for r in self.outcomes],
         }

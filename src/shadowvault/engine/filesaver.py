@@ -39,6 +39,7 @@ from .counters import SessionCounters
 from .dbcapture import DatabaseCapture
 from .events import EventSink, FileRetryScheduled, Warning_
 from .nodes import node_outcome, unchanged
+from .outcomes import Outcome
 from .ports import BackupRepo
 from .stopping import StopState
 from .tree_builder import PendingDir, PendingFile, TreeBuilder
@@ -220,18 +221,18 @@ class FileSaver:
         if outcome.reason is Reason.VANISHED:
             self._vanished(w)
             return
-        data = outcome.to_json()
+        final = Outcome.of_file(outcome)
         cls = outcome.classification
-        via_sqlite = outcome.reason is Reason.SQLITE_BACKUP
-        keep = cls is not Classification.OK or bool(outcome.writers) or via_sqlite
+        via_sqlite = final.via_sqlite
+        keep = final.problem or bool(outcome.writers) or via_sqlite
         if cls is Classification.FAILED or meta is None:
             self.builder.settle(w.dir, w.slot, None)
         else:
             # A database copied through SQLite says so on its node (ls --long), which also keeps
             # the next session from taking it unchanged: its WAL may hold newer commits.
-            stored = data if cls is Classification.SUSPECT or via_sqlite else None
+            stored = final if cls is Classification.SUSPECT or via_sqlite else None
             self.builder.settle(w.dir, w.slot, PendingFile(meta, size, chunks, stored))
-        self.counters.read(os.fsdecode(w.orig), size, cls.value, data, keep=keep, in_parent=w.in_parent)
+        self.counters.read(os.fsdecode(w.orig), size, final, keep=keep, in_parent=w.in_parent)
         failed = self.counters.counts.failed
         if cls is Classification.FAILED and self.opt.stop_on_errors and failed >= self.opt.stop_on_errors:
             self.stop.too_many_failures(failed)
