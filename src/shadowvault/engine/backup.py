@@ -28,12 +28,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shadowvault import __version__
 from shadowvault.config import DatabaseServer
 from shadowvault.errors import FatalError
 from shadowvault.openfiles import OpenFiles, RetryPolicy, Strategy
 from shadowvault.repo import Snapshot
 from shadowvault.snapshots import SnapshotMode, SnapshotSession
+from shadowvault.version import __version__
 
 from .blobstage import BlobStage
 from .counters import SessionCounters

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from shadowvault import api
 from shadowvault.config import Config, EffectiveSet
 from shadowvault.engine.activity import log_path
 from shadowvault.engine.backup import BackupOptions
 from shadowvault.engine.hotbackup.stream import bound_malloc_arenas
-from shadowvault.engine.prewarm import MetadataPrewarm
 from shadowvault.engine.scan import TotalsScan, dry_run
 from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
 from shadowvault.errors import ShadowvaultError, UsageError
@@ -149,21 +149,19 @@ def run(app: App, args: argparse.Namespace) -> int:
         bound_malloc_arenas()
     # Opening the repository is mostly waiting (key derivation, the lock's settling pause, the
     # index); the sources' metadata is read into the cache meanwhile.
-    prewarm = MetadataPrewarm([s for opts in options for s in opts.sources])
+    warm = api.prewarm([s for opts in options for s in opts.sources])
     try:
         repo = app.open_repo(create_default=True, pack_size=pack_size)
     except BaseException:
-        prewarm.stop()
+        warm.stop()
         raise
     codes: list[int] = []
     try:
-        # The index is read during the lock's settling pause (restic sleeps through it).
-        with repo.lock(exclusive=False, meanwhile=repo.load_index):
-            prewarm.stop()  # the walk starts now; it must not compete with it
+        with api.backup_lock(repo, warm=warm):
             for eff, opts in zip(runs, options, strict=True):
                 codes.append(_run_one(app, repo, eff, opts, several=len(runs) > 1))
     finally:
-        prewarm.stop()
+        warm.stop()
         repo.close()
     return worst_exit_code(codes)
 
