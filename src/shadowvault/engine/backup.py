@@ -30,7 +30,7 @@ from pathlib import Path
 
 from shadowvault.config import DatabaseServer
 from shadowvault.errors import FatalError
-from shadowvault.openfiles import OpenFiles, RetryPolicy, Strategy
+from shadowvault.openfiles import RetryPolicy, Strategy
 from shadowvault.repo import Snapshot
 from shadowvault.snapshots import SnapshotMode, SnapshotSession
 from shadowvault.version import __version__
@@ -77,6 +77,7 @@ class BackupOptions:
     set_name: str | None = None
     excluded_paths: list[str] = field(default_factory=list)  # the repository, our state dir
     workers: int = 0  # 0: one per CPU
+    read_concurrency: int = 1  # files read in parallel (1: in the walking thread only)
     # Asked between files: a request ends the walk, files waiting for a retry are given up and
     # what was saved is committed as a snapshot tagged "partial" (the next run's parent).
     stop_when: Callable[[], StopRequest | None] | None = None
@@ -148,8 +149,6 @@ class BackupSession:
                     on_message=self._warn,
                 )
             )
-            of = OpenFiles(on_warning=self._warn)
-            stack.callback(of.close)
             files = FileSaver(
                 self.repo,
                 self.opt,
@@ -158,7 +157,6 @@ class BackupSession:
                 blobs=blobs,
                 counters=self.counters,
                 stop=self.stop,
-                of=of,
             )
             stack.callback(files.close)
             root = PendingDir(

@@ -5,10 +5,15 @@ encrypt, pack) and the bound on blobs in flight, and the index checkpoints taken
 are submitted. Readers hand it a file-like object (``readinto``); it returns one future per
 chunk, resolved by the tree stage when the directory is sealed. Files under ``MIN_CHUNK`` are
 one blob and skip the chunker (read straight into a reusable buffer).
+
+Several readers (``--read-concurrency``) may chunk and submit at once: the in-flight bookkeeping
+is under a lock, each thread reads small files into a buffer of its own, and progress events are
+sent from the main thread only (sinks are not thread-safe).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,7 +47,9 @@ class BlobStage:
         self.pool = pool
         self.counters = counters
         self.chunker = FastCDC(AVG_CHUNK, min_size=MIN_CHUNK, max_size=MAX_CHUNK)
-        self._buf = bytearray(MIN_CHUNK)
+        self._local = threading.local()  # .buf: the small-file buffer of each reading thread
+        self._lock = threading.Lock()
+        self._main = threading.get_ident()
         self._inflight: deque[tuple[Future[bytes], int]] = deque()
         self._inflight_bytes = 0
         self._last_checkpoint = time.monotonic()
@@ -63,7 +70,10 @@ class BlobStage:
         """
         if expected < MIN_CHUNK or probe is not None:
             # One chunk at most: skip the chunker, read straight into a reusable buffer.
-            view = memoryview(self._buf)
+            buf = getattr(self._local, "buf", None)
+            if buf is None:
+                buf = self._local.buf = bytearray(MIN_CHUNK)
+            view = memoryview(buf)
             n = 0
             while n < len(view):
                 got = att.readinto(view[n:])
@@ -85,19 +95,21 @@ class BlobStage:
         for chunk in self.chunker.cut_stream(reader):
             chunks.append(self.submit(bytes(chunk.data)))
             total += chunk.length
-            self.counters.maybe_progress()
+            if threading.get_ident() == self._main:
+                self.counters.maybe_progress()
         return total
 
     # ----- saving -------------------------------------------------------------------------------
 
     def submit(self, data: bytes) -> Future[bytes]:
         """Queue one blob for the workers (blocking while the in-flight budget is used up)."""
-        self.wait_inflight(_IN_FLIGHT_BYTES - len(data))
-        self.maybe_checkpoint()
-        fut = self.pool.submit(self._save, data)
-        self._inflight.append((fut, len(data)))
-        self._inflight_bytes += len(data)
-        return fut
+        with self._lock:
+            self._wait_inflight(_IN_FLIGHT_BYTES - len(data))
+            self._maybe_checkpoint(idle=False)
+            fut = self.pool.submit(self._save, data)
+            self._inflight.append((fut, len(data)))
+            self._inflight_bytes += len(data)
+            return fut
 
     def _save(self, data: bytes) -> bytes:
         blob_id, added = self.repo.save_blob(BlobType.DATA, data)
@@ -107,6 +119,10 @@ class BlobStage:
 
     def wait_inflight(self, max_bytes: int) -> None:
         """Collect finished blobs (raising a worker's error); block while over the budget."""
+        with self._lock:
+            self._wait_inflight(max_bytes)
+
+    def _wait_inflight(self, max_bytes: int) -> None:
         q = self._inflight
         while q and (self._inflight_bytes > max_bytes or len(q) >= _IN_FLIGHT_BLOBS or q[0][0].done()):
             fut, size = q.popleft()
@@ -116,6 +132,10 @@ class BlobStage:
     def maybe_checkpoint(self, *, idle: bool = False) -> None:
         """Index uploaded packs every few packs or minutes (or whenever the session is only
         waiting for retries), so a killed session's data is reused by the next one."""
+        with self._lock:
+            self._maybe_checkpoint(idle=idle)
+
+    def _maybe_checkpoint(self, *, idle: bool) -> None:
         now = time.monotonic()
         pending = self.repo.unindexed_packs()
         due = idle or pending >= _CHECKPOINT_PACKS or now - self._last_checkpoint >= _CHECKPOINT_SECONDS

@@ -133,6 +133,11 @@ class DatabaseCapture:
         parent snapshot."""
         return not (self.names.has_listed_companions(orig) or self.names.companion_of_database(orig))
 
+    def may_take_over(self, orig: bytes) -> bool:
+        """``before_read`` may deal with this file itself (a companion, or a database to copy)."""
+        names = self.names
+        return self.s.opt.sqlite_set or names.has_listed_companions(orig) or names.companion_of_database(orig)
+
     def before_read(self, w: WaitingFile, meta: FileMeta) -> bool:
         """Called for a live file before its raw read; True when the file was dealt with here
         (a companion that is not stored on its own, or a database taken over as a group)."""

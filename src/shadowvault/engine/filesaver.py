@@ -6,14 +6,24 @@ the blob stage, the decision between a retry (the file waits in the ``RetryQueue
 slot open in its directory) and a final ``FileOutcome``, and settling that outcome into the
 tree stage and the counters. SQLite database groups (``engine.dbcapture``) plug in here: they
 are asked before and while a live file is read and read and settle through this class.
+
+``read_concurrency`` N > 1 (restic's ``--read-concurrency``): live plain files are opened, guarded
+and read by N reader threads while the walk goes on; only the read runs there. Outcomes are
+decided and settled in the walking thread, oldest first (so events keep the walk's order), at
+most N reads are in flight, and warnings from readers are passed on from the walking thread
+(sinks such as the activity log are not thread-safe). Files read from a snapshot view and
+database units are read in the walking thread as before, after the reads in flight are settled
+(which also covers a companion whose database a reader may have just recognised).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
-from concurrent.futures import Future
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +47,7 @@ from shadowvault.snapshots import SnapshotMode, SnapshotView
 from .blobstage import BlobStage
 from .counters import SessionCounters
 from .dbcapture import DatabaseCapture
+from .dbgroups import COMPANION_SUFFIXES
 from .events import EventSink, FileRetryScheduled, Warning_
 from .nodes import node_outcome, unchanged
 from .outcomes import Outcome
@@ -46,6 +57,16 @@ from .tree_builder import PendingDir, PendingFile, TreeBuilder
 
 if TYPE_CHECKING:
     from .backup import BackupOptions
+
+
+@dataclass
+class _Read:
+    """What a reader thread hands back: the attempt and the blobs it submitted."""
+
+    attempt: Any
+    chunks: list[Future[bytes]]
+    size: int | None  # None: the probe stopped the read (a SQLite database in use)
+    take_over: bool  # a refused read of a database: saved as a unit instead
 
 
 @dataclass
@@ -77,7 +98,6 @@ class FileSaver:
         blobs: BlobStage,
         counters: SessionCounters,
         stop: StopState,
-        of: OpenFiles,
     ) -> None:
         self.repo = repo
         self.opt = opt
@@ -86,13 +106,25 @@ class FileSaver:
         self.blobs = blobs
         self.counters = counters
         self.stop = stop
-        self.of = of
+        self._main = threading.get_ident()
+        self._warnings: deque[str] = deque()  # from reader threads, sent by the walking thread
+        # In the main thread (it installs the lease-break handler); its warnings pass through ``warn``.
+        self.of = OpenFiles(on_warning=self.warn)
         self.queue: RetryQueue[WaitingFile] = RetryQueue()
         self.dbs = DatabaseCapture(self)
+        n = max(1, opt.read_concurrency)
+        self._limit = n
+        self._readers = ThreadPoolExecutor(n, thread_name_prefix="read") if n > 1 else None
+        self._reading: deque[tuple[WaitingFile, FileMeta, Strategy, Future[_Read]]] = deque()
 
     def close(self) -> None:
-        """End of session: the database stage's temporary files."""
-        self.dbs.close()
+        """End of session: the reader threads and the database stage's temporary files."""
+        try:
+            if self._readers is not None:
+                self._readers.shutdown(wait=True, cancel_futures=True)
+            self.dbs.close()
+        finally:
+            self.of.close()
 
     # ----- the walk hands over a file -----------------------------------------------------------
 
@@ -118,6 +150,12 @@ class FileSaver:
             d.add(PendingFile(meta, meta.size, list(parent_node.content or []), None))
             self.counters.unchanged(os.fsdecode(orig), meta.size)
             return
+        if self._reading and (
+            view is not None or orig.endswith(COMPANION_SUFFIXES) or self.dbs.may_take_over(orig)
+        ):
+            # Read here, not by a reader: settle the reads in flight first (the walk's order), and
+            # a companion's database may be one of them (see the module docstring).
+            self.collect_reads(wait_all=True)
         waiting = WaitingFile(d, d.reserve(), orig, read_path, view, [], parent_node is not None)
         if view is None and self.dbs.before_read(waiting, meta):
             return
@@ -151,7 +189,10 @@ class FileSaver:
         self._settle(w, meta, outcome, chunks, size)
 
     def warn(self, message: str) -> None:
-        """A session warning (log and activity log)."""
+        """A session warning (log and activity log); from a reader thread it waits for the walker."""
+        if threading.get_ident() != self._main:
+            self._warnings.append(message)
+            return
         self.sink(Warning_(message))
 
     # ----- one attempt --------------------------------------------------------------------------
@@ -160,6 +201,13 @@ class FileSaver:
         """One read attempt; then settle the file or put it back in the retry queue."""
         if w.kind != "file":
             self.dbs.attempt(w, meta)
+            return
+        if self._readers is not None and w.view is None:
+            strategy = self.opt.strategy
+            self._reading.append(
+                (w, meta, strategy, self._readers.submit(self._read_live, w, meta, strategy))
+            )
+            self.collect_reads(wait_all=False)
             return
         take_over = False
         with ExitStack() as stack:
@@ -178,7 +226,40 @@ class FileSaver:
                 elif live:
                     take_over = self.dbs.refused(w, att)
             attempt = att.result()
-        if size is None or take_over or (live and self.dbs.after_read(w)):
+        self._decide(w, meta, strategy, live, _Read(attempt, chunks, size, take_over))
+
+    def _read_live(self, w: WaitingFile, meta: FileMeta, strategy: Strategy) -> _Read:
+        """In a reader thread: one attempt at a live file (the same steps as ``_attempt``'s)."""
+        chunks: list[Future[bytes]] = []
+        size: int | None = 0
+        take_over = False
+        live = not w.plain_only
+        with self.of.attempt(w.read_path, strategy, number=len(w.attempts) + 1) as att:
+            if att.refused is None:
+                probe = (lambda head: self.dbs.probe(w, att, head)) if live else None
+                size = self.blobs.chunk(att, chunks, meta.size, probe)
+            elif live:
+                take_over = self.dbs.refused(w, att)
+        return _Read(att.result(), chunks, size, take_over)
+
+    def collect_reads(self, *, wait_all: bool) -> None:
+        """Settle finished reads, oldest first; wait while N are in flight (all with ``wait_all``)."""
+        q = self._reading
+        while q and (wait_all or len(q) >= self._limit or q[0][3].done()):
+            w, meta, strategy, fut = q.popleft()
+            read = fut.result()
+            self._flush_warnings()
+            self._decide(w, meta, strategy, not w.plain_only, read)
+        self._flush_warnings()
+
+    def _flush_warnings(self) -> None:
+        while self._warnings:
+            self.sink(Warning_(self._warnings.popleft()))
+
+    def _decide(self, w: WaitingFile, meta: FileMeta, strategy: Strategy, live: bool, read: _Read) -> None:
+        """After a read: a database taken over, a retry later, or the file's final outcome."""
+        size, attempt, chunks = read.size, read.attempt, read.chunks
+        if size is None or read.take_over or (live and self.dbs.after_read(w)):
             self.dbs.take_over(w, meta)  # a SQLite database in use: saved as one unit
             return
         w.attempts.append(attempt)
@@ -270,6 +351,7 @@ class FileSaver:
 
     def drain_retries(self) -> None:
         """After the walk: wait for and attempt every retry (checkpointing the index meanwhile)."""
+        self.collect_reads(wait_all=True)
         while len(self.queue):
             if self.stop.requested():
                 # Waiting out retry intervals would defeat stop_at: those files are not saved.
@@ -284,6 +366,7 @@ class FileSaver:
                     self.blobs.maybe_checkpoint(idle=True)
                     time.sleep(min(delay, 0.5))
             self.poll_retries()
+            self.collect_reads(wait_all=True)
 
 
 def renamed(meta: FileMeta, name: bytes) -> FileMeta:

@@ -147,6 +147,7 @@ def backup_options(
         pre_snapshot=bset.pre_snapshot,
         post_snapshot=bset.post_snapshot,
         stop_on_errors=bset.stop_on_errors,
+        read_concurrency=bset.read_concurrency,
         set_name=bset.name or None,
         excluded_paths=list(excluded_paths or []),
         workers=workers,

@@ -183,6 +183,7 @@ class Walker:
                 self.trees.listed(frame.d)
                 continue
             self.files.poll_retries()
+            self.files.collect_reads(wait_all=False)
             self.trees.seal_ready()
             parent_node = (frame.d.parent_nodes or {}).get(os.fsdecode(name))
             orig, read_path = frame.orig + b"/" + name, frame.read_path + b"/" + name

@@ -65,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for key in ("open_files", "retry_times", "retry_interval", "retry_on_change", "snapshot"):
         schema_option(p, key)
     schema_option(p, "stop_on_errors")
+    schema_option(p, "read_concurrency")
     schema_option(p, "detailed_log")
     p.add_argument(
         "--no-sqlite-aware",
@@ -89,6 +90,7 @@ def _overrides(args: argparse.Namespace, eff: EffectiveSet) -> EffectiveSet:
         "retry_on_change": args.retry_on_change,
         "snapshot": args.snapshot,
         "stop_on_errors": args.stop_on_errors,
+        "read_concurrency": args.read_concurrency,
         "detailed_log": args.detailed_log,
         "exclude_if_present": args.exclude_if_present,
         "one_file_system": True if args.one_file_system else None,
