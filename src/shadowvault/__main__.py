@@ -1,10 +1,5 @@
-"""``python -m shadowvault`` runs the command-line interface."""
+"""``python -m shadowvault`` runs the command-line interface (see ``shadowvault.launcher``)."""
 
-# Signals are handled from here on, before anything heavy is imported (see interrupts).
-from shadowvault import interrupts
-
-interrupts.install(program=True)
-
-from shadowvault.cli import main  # noqa: E402
+from shadowvault.launcher import main
 
 raise SystemExit(main())

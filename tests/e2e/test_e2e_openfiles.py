@@ -195,8 +195,8 @@ def test_writer_that_leaves_lets_deny_write_succeed_on_retry(repo: Path, src: Pa
     code, sink = api_backup(repo, options, lambda: start(HOLD, str(held), "2"))
     done = {e.path: e for e in sink.events if isinstance(e, FileDone)}
     assert code == 0
-    assert done[str(held)].outcome["class"] == "ok"
-    assert int(done[str(held)].outcome["attempts"]) > 1
+    assert done[str(held)].outcome.classification.value == "ok"
+    assert done[str(held)].outcome.attempts > 1
 
 
 def test_retries_do_not_stall_the_session(repo: Path, tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def test_retries_do_not_stall_the_session(repo: Path, tmp_path: Path) -> None:
     assert len(order) == 1001
     assert order[-1] == str(blocked), "the waiting file held up the others"
     last = [e for e in sink.events if isinstance(e, FileDone)][-1]
-    assert last.outcome["class"] == "failed" and last.outcome["attempts"] == 4
+    assert last.outcome.classification.value == "failed" and last.outcome.attempts == 4
     assert code == 3
 
 

@@ -219,6 +219,6 @@ def test_api_session_without_a_state_dir_copies_into_a_private_dir_it_removes(tm
         r.close()
     assert result.exit_code == 0
     done = {e.path: e.outcome for e in sink.events if isinstance(e, FileDone)}
-    assert done[str(db)]["reason"] == "sqlite-online-backup" and str(db) + "-wal" not in done
+    assert done[str(db)].reason == "sqlite-online-backup" and str(db) + "-wal" not in done
     after = {p for p in os.listdir(tempfile.gettempdir()) if p.startswith("shadowvault-sqlite-")}
     assert after <= before, after - before

@@ -13,17 +13,11 @@ import sys
 from collections.abc import Sequence
 
 from shadowvault import interrupts, kdfcache
+from shadowvault.errors import ShadowvaultError
 
-# Before the heavy imports below: SIGINT/SIGTERM end the program cleanly from now on, and key
-# derivation (GIL released) runs while they load.
-interrupts.install_for_script()
-kdfcache.prefetch_for_command(sys.argv[1:], os.environ)
-
-from shadowvault.errors import ShadowvaultError  # noqa: E402
-
-from .app import App  # noqa: E402
-from .commands import COMMANDS  # noqa: E402
-from .parser import CommandLine  # noqa: E402
+from .app import App
+from .commands import COMMANDS
+from .parser import CommandLine
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
 @interrupts.entry_point
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shadowvault`` console script; returns the exit code."""
+    words = sys.argv[1:] if argv is None else list(argv)
+    if argv is None:
+        interrupts.install_for_script()  # a console script made by an older install calls us directly
+    # Normally started by shadowvault.launcher before these modules loaded (then this finds the
+    # job already running); a caller of main() gets the early key derivation here.
+    kdfcache.prefetch_for_command(words, os.environ)
     cli = CommandLine(COMMANDS)
-    args = cli.parse(sys.argv[1:] if argv is None else argv)
+    args = cli.parse(words)
     if not getattr(args, "command", None):
         cli.root.print_help()
         return 2

@@ -77,19 +77,19 @@ class BackupRenderer:
             self.files += 1
             self.bytes += event.size
             self.current = event.path
-            klass = event.outcome.get("class")
+            klass = event.outcome.classification.value
             if klass == "failed":
                 self.errors += 1
             self._verbose(event)
             # Problems, and databases copied through SQLite (which say so, with their writer);
             # -q keeps only the failures.
-            problem = klass not in (None, "ok")
-            via_sqlite = event.outcome.get("reason") == "sqlite-online-backup"
+            problem = event.outcome.problem
+            via_sqlite = event.outcome.via_sqlite
             if klass == "failed" or ((problem or via_sqlite) and not self.app.quiet):
                 if self.app.json:
-                    self.app.emit({"message_type": "file", "path": event.path, **event.outcome})
+                    self.app.emit({"message_type": "file", "path": event.path, **event.outcome.to_json()})
                 else:
-                    self._line(outcome_line(event.path, event.outcome))
+                    self._line(outcome_line(event.path, event.outcome.to_json()))
             self._status()
         elif isinstance(event, FileRetryScheduled):
             if self.app.json:
@@ -111,7 +111,7 @@ class BackupRenderer:
     def _verbose(self, event: FileDone) -> None:
         # restic's -v: new and modified files; -vv also the unchanged ones.
         level = self.app.verbose
-        if not level or self.app.quiet or event.outcome.get("class") == "failed":
+        if not level or self.app.quiet or event.outcome.classification.value == "failed":
             return
         if event.reused:
             if level < 2:

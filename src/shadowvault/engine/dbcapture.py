@@ -65,7 +65,7 @@ from .hotbackup.sqlite import (
 if TYPE_CHECKING:
     from concurrent.futures import Future
 
-    from .backup import BackupSession, _Waiting
+    from .filesaver import FileSaver, WaitingFile
 
 __all__ = ["CaptureAttempt", "DatabaseCapture", "decide_capture"]
 
@@ -110,7 +110,7 @@ def decide_capture(attempts: list[CaptureAttempt], policy: RetryPolicy) -> Retry
 class DatabaseCapture:
     """The session's database-group handling (see the module docstring)."""
 
-    def __init__(self, session: BackupSession) -> None:
+    def __init__(self, session: FileSaver) -> None:
         self.s = session
         opt = session.opt
         self.names = DatabaseNames()
@@ -133,7 +133,12 @@ class DatabaseCapture:
         parent snapshot."""
         return not (self.names.has_listed_companions(orig) or self.names.companion_of_database(orig))
 
-    def before_read(self, w: _Waiting, meta: FileMeta) -> bool:
+    def may_take_over(self, orig: bytes) -> bool:
+        """``before_read`` may deal with this file itself (a companion, or a database to copy)."""
+        names = self.names
+        return self.s.opt.sqlite_set or names.has_listed_companions(orig) or names.companion_of_database(orig)
+
+    def before_read(self, w: WaitingFile, meta: FileMeta) -> bool:
         """Called for a live file before its raw read; True when the file was dealt with here
         (a companion that is not stored on its own, or a database taken over as a group)."""
         if self.names.companion_of_database(w.orig):
@@ -150,7 +155,7 @@ class DatabaseCapture:
         self.take_over(w, meta)
         return True
 
-    def probe(self, w: _Waiting, att: FileAttempt, head: memoryview) -> bool:
+    def probe(self, w: WaitingFile, att: FileAttempt, head: memoryview) -> bool:
         """Look at the first block of a raw read; True when the read must stop because the file
         is a database in use (a writer had it open, or a companion exists now)."""
         if not has_sqlite_header(head):
@@ -160,7 +165,7 @@ class DatabaseCapture:
             return bool(present_companions(w.orig))  # a group after all: read it as one unit
         return att.writer_seen or bool(present_companions(w.orig))
 
-    def refused(self, w: _Waiting, att: FileAttempt) -> bool:
+    def refused(self, w: WaitingFile, att: FileAttempt) -> bool:
         """A raw read the strategy refused (a writer): True when it is a database, taken over."""
         if not att.writer_seen or not self.s.opt.sqlite_aware:
             return False
@@ -169,14 +174,14 @@ class DatabaseCapture:
         self.names.mark_database(w.orig)
         return True
 
-    def after_read(self, w: _Waiting) -> bool:
+    def after_read(self, w: WaitingFile) -> bool:
         """After an idle database's raw read: True when a companion appeared meanwhile (then the
         read may not fit its journal or WAL, and the database is taken over)."""
         return self.names.is_database(w.orig) and bool(present_companions(w.orig))
 
     # ----- taking a database over --------------------------------------------------------------
 
-    def take_over(self, w: _Waiting, meta: FileMeta) -> None:
+    def take_over(self, w: WaitingFile, meta: FileMeta) -> None:
         """Save ``w`` (a database) as a unit: through SQLite, or (sqlite_aware off) as a raw group."""
         w.attempts = []
         if self.s.opt.sqlite_aware or self.s.opt.sqlite_set:
@@ -187,14 +192,14 @@ class DatabaseCapture:
             w.members = [self.s.new_waiting(w.dir, c, c) for c in present_companions(w.orig)]
             self.read_group(w, meta)
 
-    def attempt(self, w: _Waiting, meta: FileMeta) -> None:
+    def attempt(self, w: WaitingFile, meta: FileMeta) -> None:
         """Another attempt of a taken-over database (from the retry queue)."""
         if w.kind == "sqlite":
             self.capture(w, meta)
         else:
             self.read_group(w, meta)
 
-    def capture(self, w: _Waiting, meta: FileMeta) -> None:
+    def capture(self, w: WaitingFile, meta: FileMeta) -> None:
         """One copy through SQLite; stream it in, or retry later, or settle the failure."""
         if not self._cleaned:
             self._cleaned = True
@@ -242,13 +247,13 @@ class DatabaseCapture:
     def _writers(self, meta: FileMeta) -> tuple[WriterInfo, ...]:
         return self.s.of.writers.lookup_fresh(meta.device, meta.inode)
 
-    def _fail(self, w: _Waiting, message: str) -> None:
+    def _fail(self, w: WaitingFile, message: str) -> None:
         outcome = FileOutcome(Classification.FAILED, Reason.DATABASE_ERROR, message, 1, ())
         self.s.settle(w, None, outcome, [], 0)
 
     # ----- sqlite_aware = false: the group's files read raw, judged together -------------------
 
-    def read_group(self, w: _Waiting, meta: FileMeta) -> None:
+    def read_group(self, w: WaitingFile, meta: FileMeta) -> None:
         """Read the database and its companions one after the other, then judge them together."""
         members = [w, *w.members]
         names = [m.orig for m in members]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .outcomes import Outcome
+
 
 @dataclass(frozen=True)
 class Event:
@@ -43,15 +45,19 @@ class FileStarted(Event):
 
 @dataclass(frozen=True)
 class FileDone(Event):
-    """A file reached its final outcome; ``outcome`` is ``FileOutcome.to_json()``."""
+    """A file reached its final outcome (JSON: ``outcome.to_json()``)."""
 
     path: str
     size: int
-    outcome: dict[str, Any]
+    outcome: Outcome
     reused: bool
     in_parent: bool = False
     """The parent snapshot had this path (restic -v: "modified" rather than "new")."""
     kind: str = field(init=False, default="file_done")
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain dict for ``--json`` output, the outcome as its JSON."""
+        return {**super().to_json(), "outcome": self.outcome.to_json()}
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ import hashlib
 import os
 import stat
 
-from shadowvault.repo import BlobType, Node, Repository
+from shadowvault.repo import BlobType, Node
+
+from .ports import RestoreRepo
 
 
-def existing_matches(repo: Repository, path: bytes, node: Node, *, verify: bool) -> bool:
+def existing_matches(repo: RestoreRepo, path: bytes, node: Node, *, verify: bool) -> bool:
     """Whether the entry at ``path`` already is what ``node`` describes (False when unreadable)."""
     try:
         st = os.lstat(path)
@@ -35,7 +37,7 @@ def existing_matches(repo: Repository, path: bytes, node: Node, *, verify: bool)
     return False
 
 
-def same_content(repo: Repository, path: bytes, node: Node) -> bool:
+def same_content(repo: RestoreRepo, path: bytes, node: Node) -> bool:
     """The file's bytes hash to the node's blob ids, blob by blob, with nothing after the last."""
     with open(path, "rb") as f:
         for blob_id in node.content or []:

@@ -14,6 +14,8 @@ from typing import Any
 from shadowvault.fs import FileMeta
 from shadowvault.repo import Node
 
+from .outcomes import Outcome
+
 # Go os.FileMode bits (io/fs package).
 GO_DIR = 1 << 31
 GO_SYMLINK = 1 << 27
@@ -72,7 +74,7 @@ def node_from_meta(
     *,
     content: list[bytes] | None = None,
     subtree: bytes | None = None,
-    outcome: dict[str, Any] | None = None,
+    outcome: Outcome | None = None,
 ) -> Node:
     """Build the restic tree node for one entry; ``outcome`` (non-ok files only) goes into an extra key."""
     is_file = meta.kind == "file"
@@ -101,7 +103,7 @@ def node_from_meta(
         device=meta.rdev if meta.kind in ("dev", "chardev") else 0,
     )
     if outcome is not None:
-        node.extra[OUTCOME_KEY] = outcome
+        node.extra[OUTCOME_KEY] = outcome.to_json()
     return node
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shadowvault.errors import RepoError
-from shadowvault.repo import BlobType, Repository, Snapshot
+from shadowvault.repo import BlobType, Snapshot
+
+from .ports import BackupRepo
 
 __all__ = ["choose_parent", "indexed_tree"]
 
 
-def indexed_tree(repo: Repository, tree_id: bytes) -> bool:
+def indexed_tree(repo: BackupRepo, tree_id: bytes) -> bool:
     """True when ``tree_id`` is in the index, re-reading index files written since it was loaded."""
     if repo.has_blob(BlobType.TREE, tree_id):
         return True
@@ -28,7 +30,7 @@ def indexed_tree(repo: Repository, tree_id: bytes) -> bool:
 
 
 def choose_parent(
-    repo: Repository,
+    repo: BackupRepo,
     *,
     host: str,
     sources: list[str],

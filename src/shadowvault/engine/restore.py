@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 from shadowvault.errors import FatalError, UsageError
 from shadowvault.fs import ExcludeMatcher
-from shadowvault.repo import BlobType, Node, Repository
+from shadowvault.repo import BlobType, Node
 from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.repository import PACK_READ_WINDOW
 
@@ -42,6 +42,7 @@ from .diskfull import SpaceGuard
 from .events import EventSink, Warning_
 from .existing import existing_matches
 from .nodes import node_outcome, posix_permissions
+from .ports import RestoreRepo
 
 _HOLE_BLOCK = 64 * 1024
 _ZEROS = memoryview(bytes(_HOLE_BLOCK))
@@ -141,7 +142,7 @@ class _WalkFrame:
 class RestoreSession:
     """Restores one snapshot (or part of it) into ``options.target``."""
 
-    def __init__(self, repo: Repository, options: RestoreOptions, sink: EventSink) -> None:
+    def __init__(self, repo: RestoreRepo, options: RestoreOptions, sink: EventSink) -> None:
         if options.skip_suspect and options.only_suspect:
             raise UsageError("--skip-suspect and --only-suspect exclude each other: choose one")
         if options.overwrite not in OVERWRITE_MODES:

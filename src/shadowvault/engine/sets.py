@@ -22,7 +22,6 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from shadowvault import interrupts
 from shadowvault.config import BackupSet, Config, EffectiveSet
@@ -148,6 +147,7 @@ def backup_options(
         pre_snapshot=bset.pre_snapshot,
         post_snapshot=bset.post_snapshot,
         stop_on_errors=bset.stop_on_errors,
+        read_concurrency=bset.read_concurrency,
         set_name=bset.name or None,
         excluded_paths=list(excluded_paths or []),
         workers=workers,
@@ -221,14 +221,13 @@ class ActivityRecorder:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, FileDone):
-            cls = str(event.outcome.get("class", "ok"))
+            o = event.outcome
+            cls = o.classification.value
             self.counts[cls] = self.counts.get(cls, 0) + 1
             # Database dumps and SQLite copies are always logged: size, duration and server
             # version, or the writer that was active, belong there.
-            via_sqlite = event.outcome.get("reason") == "sqlite-online-backup"
-            dump = "dump" in event.outcome
-            if self.detailed or via_sqlite or dump or event.outcome.get("class") not in (None, "ok"):
-                outcome: dict[str, Any] = {"class": "ok", **event.outcome}
+            if self.detailed or o.via_sqlite or o.dump is not None or o.problem:
+                outcome = o.to_json()
                 if event.reused:
                     outcome.setdefault("reason", "unchanged")
                 self.log.record_file(self.session_id, event.path, outcome)

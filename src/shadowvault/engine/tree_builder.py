@@ -15,12 +15,13 @@ import os
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 from shadowvault.fs import FileMeta
 from shadowvault.repo import Node, Tree
 
 from .nodes import equals_meta_node, node_from_meta, node_name
+from .outcomes import Outcome
 
 
 @dataclass
@@ -30,7 +31,7 @@ class PendingFile:
     meta: FileMeta
     size: int
     chunks: list[Future[bytes]] | list[bytes]
-    outcome: dict[str, Any] | None
+    outcome: Outcome | None  # stored on the node (suspect files, SQLite copies, dumps)
 
     def node(self) -> Node:
         """Resolve the content futures into the final node (blocks until saved)."""

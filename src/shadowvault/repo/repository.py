@@ -13,7 +13,7 @@ import getpass
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shadowvault import interrupts
 from shadowvault.errors import (
@@ -36,6 +36,9 @@ from shadowvault.repo.index import MasterIndex
 from shadowvault.repo.lock import RepoLock, remove_stale_locks
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE, BlobSaver
 from shadowvault.repo.treeahead import WINDOW, TreeAhead
+
+if TYPE_CHECKING:
+    from shadowvault.repo.tempfiles import TempFile
 
 PACK_READ_WINDOW = 4 * 1024 * 1024
 """Most bytes ``load_pack_blobs`` reads from a pack at once."""
@@ -546,6 +549,12 @@ class Repository:
     def remove_stale_locks(self) -> list[str]:
         """Delete locks left by dead processes on this host or not refreshed for 30 minutes."""
         return remove_stale_locks(self)
+
+    def remove_stale_temp_files(self) -> list[TempFile]:
+        """Delete leftovers of interrupted writes when no other client works here (``repo.tempfiles``)."""
+        from shadowvault.repo.tempfiles import remove_stale_temp_files  # it imports this module
+
+        return remove_stale_temp_files(self)
 
     def close(self) -> None:
         """Release locks still held and the backend. Unflushed blobs are discarded: flush first."""

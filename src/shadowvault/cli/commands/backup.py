@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from shadowvault import api
 from shadowvault.config import Config, EffectiveSet
 from shadowvault.engine.activity import log_path
 from shadowvault.engine.backup import BackupOptions
 from shadowvault.engine.hotbackup.stream import bound_malloc_arenas
-from shadowvault.engine.prewarm import MetadataPrewarm
 from shadowvault.engine.scan import TotalsScan, dry_run
 from shadowvault.engine.sets import backup_options, choose_sets, run_set, worst_exit_code
 from shadowvault.errors import ShadowvaultError, UsageError
@@ -65,6 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for key in ("open_files", "retry_times", "retry_interval", "retry_on_change", "snapshot"):
         schema_option(p, key)
     schema_option(p, "stop_on_errors")
+    schema_option(p, "read_concurrency")
     schema_option(p, "detailed_log")
     p.add_argument(
         "--no-sqlite-aware",
@@ -89,6 +90,7 @@ def _overrides(args: argparse.Namespace, eff: EffectiveSet) -> EffectiveSet:
         "retry_on_change": args.retry_on_change,
         "snapshot": args.snapshot,
         "stop_on_errors": args.stop_on_errors,
+        "read_concurrency": args.read_concurrency,
         "detailed_log": args.detailed_log,
         "exclude_if_present": args.exclude_if_present,
         "one_file_system": True if args.one_file_system else None,
@@ -149,21 +151,19 @@ def run(app: App, args: argparse.Namespace) -> int:
         bound_malloc_arenas()
     # Opening the repository is mostly waiting (key derivation, the lock's settling pause, the
     # index); the sources' metadata is read into the cache meanwhile.
-    prewarm = MetadataPrewarm([s for opts in options for s in opts.sources])
+    warm = api.prewarm([s for opts in options for s in opts.sources])
     try:
         repo = app.open_repo(create_default=True, pack_size=pack_size)
     except BaseException:
-        prewarm.stop()
+        warm.stop()
         raise
     codes: list[int] = []
     try:
-        # The index is read during the lock's settling pause (restic sleeps through it).
-        with repo.lock(exclusive=False, meanwhile=repo.load_index):
-            prewarm.stop()  # the walk starts now; it must not compete with it
+        with api.backup_lock(repo, warm=warm):
             for eff, opts in zip(runs, options, strict=True):
                 codes.append(_run_one(app, repo, eff, opts, several=len(runs) > 1))
     finally:
-        prewarm.stop()
+        warm.stop()
         repo.close()
     return worst_exit_code(codes)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from contextlib import AbstractContextManager
 
+from shadowvault import api
 from shadowvault.engine.restore import OVERWRITE_MODES, RestoreOptions, RestoreSession
-from shadowvault.engine.select import select_snapshot, subtree
 from shadowvault.errors import UsageError
 
 from ..app import App
@@ -72,25 +73,31 @@ def run(app: App, args: argparse.Namespace) -> int:
         only_suspect=args.only_suspect,
         keep_going=args.keep_going,
     )
-    with repo.lock(exclusive=False):
-        repo.load_index()
-        selected = select_snapshot(repo, args.snapshot, snapshot_filter(args))
-        session = RestoreSession(repo, options, lambda e: app.warn(getattr(e, "message", str(e))))
-        display = ProgressDisplay(app.err) if app.interactive and not args.dry_run else None
+    display = ProgressDisplay(app.err) if app.interactive and not args.dry_run else None
 
+    def watch(session: RestoreSession) -> AbstractContextManager[object]:
         def reading() -> Reading:
             totals = (session.result.files, session.result.bytes)
             done = (session.files_written, session.bytes_written, session.result.errors)
             return (*done, "", totals, session.planned)
 
-        with polled(display, reading):
-            result = session.restore_tree(subtree(repo, selected))
+        return polled(display, reading)
+
+    done = api.restore(
+        repo,
+        args.snapshot,
+        options,
+        lambda e: app.warn(getattr(e, "message", str(e))),
+        where=snapshot_filter(args),
+        watch=watch,
+    )
     repo.close()
+    result = done.result
     if app.json:
         app.emit(
             {
                 "message_type": "summary",
-                "snapshot_id": selected.id,
+                "snapshot_id": done.snapshot_id,
                 "dry_run": args.dry_run,
                 "files_restored": result.files,
                 "dirs": result.dirs,
@@ -109,7 +116,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         verb = "would restore" if args.dry_run else "restored"
         app.print(
             f"{verb} {result.files} files ({human_bytes(result.bytes)}), {result.dirs} directories, "
-            f"{result.other} other entries from snapshot {selected.id[:8]} to {args.target}"
+            f"{result.other} other entries from snapshot {done.snapshot_id[:8]} to {args.target}"
         )
         if result.unchanged:
             app.print(f"{result.unchanged} existing entries already matched the snapshot")

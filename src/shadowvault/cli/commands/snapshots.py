@@ -6,7 +6,7 @@ import argparse
 from datetime import datetime
 from typing import Any
 
-from shadowvault.engine.select import list_snapshots
+from shadowvault import api
 from shadowvault.errors import UsageError
 from shadowvault.repo import Snapshot
 from shadowvault.repo.policy import GroupKey, group_snapshots, parse_group_by
@@ -50,7 +50,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--group-by: {exc}") from None
     repo = app.open_repo()
-    rows = list_snapshots(repo, snapshot_filter(args))
+    rows = api.list_snapshots(repo, snapshot_filter(args))
     if args.latest:
         # restic's --latest: the newest N per host and paths (or per the chosen grouping).
         per = group_snapshots(rows, group_by if group_by is not None else frozenset({"host", "paths"}))

@@ -25,7 +25,9 @@ from typing import Any
 from shadowvault.config.databases import DatabaseServer
 from shadowvault.errors import ConfigError
 from shadowvault.fs import FileMeta
+from shadowvault.openfiles import Classification
 
+from ..outcomes import DumpInfo, Outcome
 from ..tree_builder import PendingDir, PendingFile, TreeBuilder
 from .credentials import PrivateDir
 from .mariadb import MariadbTool
@@ -80,27 +82,20 @@ class DumpResult:
     duration: float
     server_version: str
 
-    def outcome(self) -> dict[str, Any]:
-        """The JSON outcome, as stored in the snapshot and the activity log (no credentials)."""
+    def outcome(self) -> Outcome:
+        """The outcome, as stored in the snapshot and the activity log (no credentials)."""
         reason = {"ok": "database-dump", "suspect": "dump-unverified", "failed": "dump-failed"}
-        data: dict[str, Any] = {
-            "class": self.classification,
-            "reason": reason[self.classification],
-            "attempts": 1,
-            "writers": [],
-            "dump": {
-                "type": self.server.type,
-                "server": virtual_dir(self.server).rsplit("/", 1)[1],
-                "database": self.database or "(globals)",
-                "size": self.size,
-                "duration": round(self.duration, 3),
-                "server_version": self.server_version,
-                "set": self.server.set_name,
-            },
-        }
-        if self.message:
-            data["message"] = self.message
-        return data
+        dump = DumpInfo(
+            type=self.server.type,
+            server=virtual_dir(self.server).rsplit("/", 1)[1],
+            database=self.database or "(globals)",
+            size=self.size,
+            duration=self.duration,
+            server_version=self.server_version,
+            set=self.server.set_name,
+        )
+        cls = Classification(self.classification)
+        return Outcome(cls, reason[self.classification], self.message or None, 1, (), dump)
 
 
 def _meta(name: str, kind: str, size: int, when_ns: int) -> FileMeta:

@@ -1,0 +1,107 @@
+"""The one place a backup session counts: files per class, bytes read, blobs added, outcomes.
+
+Every final file (read, reused, failed before a read, a database dump) is recorded here, and
+from here come the progress events, the ``SessionSummary`` event, the summary stored in the
+snapshot's ``shadowvault`` extra key and the ``Counts`` of the ``BackupResult``. The blob
+workers add to the "added" totals from their threads, under a lock (``+=`` is not atomic
+across threads).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from .events import EventSink, FileDone, Progress, SessionSummary
+from .outcomes import FileRecord, Outcome
+from .summary import Counts, exit_code
+
+_PROGRESS_EVERY = 0.25
+
+
+class SessionCounters:
+    """Running totals of one backup session and the events and summaries made from them."""
+
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
+        self.counts = Counts()
+        self.outcomes: list[FileRecord] = []  # every non-ok outcome (and notable ok ones)
+        self._added = [0, 0]  # data blobs and bytes added, by the worker threads
+        self._added_lock = threading.Lock()
+        self._last_progress = 0.0
+
+    # ----- recording ----------------------------------------------------------------------------
+
+    def blob_added(self, size: int) -> None:
+        """A worker thread stored a new data blob of ``size`` bytes."""
+        with self._added_lock:
+            self._added[0] += 1
+            self._added[1] += size
+
+    def unchanged(self, path: str, size: int) -> None:
+        """A file whose content was taken from the parent snapshot."""
+        self.counts.unchanged += 1
+        self.counts.add_class("ok")
+        self.sink(FileDone(path, size, Outcome.reused(), reused=True))
+
+    def read(self, path: str, size: int, outcome: Outcome, *, keep: bool, in_parent: bool = False) -> None:
+        """A file that was read reached ``outcome`` (``keep``: listed in the snapshot)."""
+        self.counts.add_class(outcome.classification.value)
+        self.counts.files_read += 1
+        self.counts.bytes_read += size
+        if keep:
+            self.outcomes.append(FileRecord(path, outcome))
+        self.sink(FileDone(path, size, outcome, reused=False, in_parent=in_parent))
+
+    def failed_early(self, path: str, reason: str, message: str) -> None:
+        """A file or directory that failed before any read (metadata, listing, a stopped retry)."""
+        outcome = Outcome.failed_early(reason, message)
+        self.counts.add_class(outcome.classification.value)
+        self.outcomes.append(FileRecord(path, outcome))
+        self.sink(FileDone(path, 0, outcome, reused=False))
+
+    # ----- reporting ----------------------------------------------------------------------------
+
+    def maybe_progress(self) -> None:
+        """A progress event, at most every quarter second."""
+        now = time.monotonic()
+        if now - self._last_progress >= _PROGRESS_EVERY:
+            self._last_progress = now
+            c = self.counts
+            self.sink(Progress(c.ok + c.suspect + c.failed, c.bytes_read, 0, ""))
+
+    def finish(self, snapshot_id: str, *, packs: int, duration: float, partial: bool) -> int:
+        """Emit the summary event; fold the added totals into ``counts``; return the exit code."""
+        code = exit_code(self.counts, snapshot_written=True)
+        c = self.counts
+        self.sink(
+            SessionSummary(
+                snapshot_id=snapshot_id,
+                files_ok=c.ok,
+                files_suspect=c.suspect,
+                files_failed=c.failed,
+                files_unchanged=c.unchanged,
+                files_read=c.files_read,
+                bytes_read=c.bytes_read,
+                data_blobs_added=self._added[0],
+                bytes_added=self._added[1],
+                data_packs_written=packs,
+                duration=duration,
+                exit_code=code,
+                partial=partial,
+            )
+        )
+        c.data_blobs_added, c.bytes_added = self._added
+        return code
+
+    def snapshot_extra(self, *, partial: bool, set_name: str | None, strategy: str) -> dict[str, Any]:
+        """The snapshot's ``shadowvault`` extra key (restic keeps unknown keys)."""
+        return {
+            "version": 1,
+            "summary": {"ok": self.counts.ok, "suspect": self.counts.suspect, "failed": self.counts.failed},
+            "partial": partial,
+            "set": set_name,
+            "strategy": strategy,
+            "outcomes": [r.to_json() for r in self.outcomes],
+        }
