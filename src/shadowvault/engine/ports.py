@@ -58,6 +58,7 @@ class RestoreRepo(Protocol):
     def load_pack_blobs(
         self, pack_name: str, entries: Sequence[PackedBlob], *, window: int = PACK_READ_WINDOW
     ) -> Iterator[tuple[PackedBlob, bytes]]: ...
+    def parallel_reads(self) -> int: ...
 
 
 if TYPE_CHECKING:
