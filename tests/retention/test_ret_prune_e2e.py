@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -102,6 +103,12 @@ def assert_sound(
             sv("restore", sid, "--target", str(target), repo=repo)
         (root,) = [p for p in target.rglob("src") if p.is_dir()]
         assert digest(root) == {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+
+
+def published_locks(locks: Path) -> list[str]:
+    """Lock files under their final names (64 hex digits): a writer's temporary file is visible in
+    the directory before its rename, and a lock that is not yet renamed is not held yet."""
+    return [n for n in os.listdir(locks) if re.fullmatch(r"[0-9a-f]{64}", n)]
 
 
 def test_forget_prune_frees_space_and_keeps_data(history: tuple[Path, Path, list], tmp_path: Path) -> None:
@@ -205,7 +212,7 @@ def test_prune_refuses_while_a_backup_holds_the_lock(
     try:
         locks = repo / "locks"
         for _ in range(600):
-            if os.listdir(locks):
+            if published_locks(locks):
                 break
             if backup.poll() is not None:
                 pytest.fail("the backup ended before its lock was seen")
@@ -239,7 +246,7 @@ def test_restic_and_prune_honour_each_others_locks(history: tuple[Path, Path, li
     )
     try:
         for _ in range(1000):
-            if os.listdir(repo / "locks"):
+            if published_locks(repo / "locks"):
                 break
             subprocess.run(["sleep", "0.02"], check=True)
         p = sv("prune", repo=repo, check=False)

@@ -60,8 +60,9 @@ class Outcome:
 
     @classmethod
     def reused(cls) -> Outcome:
-        """A file whose content was taken from the parent snapshot."""
-        return cls(Classification.OK)
+        """A file whose content was taken from the parent snapshot (one shared frozen value: a
+        no-change backup asks for it once per file)."""
+        return _REUSED
 
     @classmethod
     def failed_early(cls, reason: str, message: str) -> Outcome:
@@ -91,6 +92,9 @@ class Outcome:
         if self.dump is not None:
             data["dump"] = self.dump.to_json()
         return data
+
+
+_REUSED = Outcome(Classification.OK)
 
 
 @dataclass(frozen=True)
