@@ -144,7 +144,9 @@ def _first_pack(root: Path, timeout: float = 120) -> None:
 def _big_source(tmp_path: Path) -> Path:
     src = tmp_path / "big"
     src.mkdir()
-    for i in range(4):
+    # 120 MiB: enough that the backup is still uploading when the test sees its first pack (with
+    # 48 MiB a quick run had finished by then once).
+    for i in range(10):
         (src / f"r{i}.bin").write_bytes(os.urandom(12 * 1024 * 1024))
     return src
 
@@ -196,7 +198,7 @@ def _kill_client_mid_upload(env: dict[str, str], src: Path, has_pack: Callable[[
     while not has_pack():
         assert time.monotonic() < end and backup.poll() is None, "no pack appeared while the backup ran"
         time.sleep(0.05)
-    time.sleep(0.3)  # the next packs are on their way
+    time.sleep(0.1)  # the next packs are on their way
     assert backup.poll() is None, "the backup ended before it could be interrupted"
     backup.send_signal(signal.SIGKILL)
     backup.wait()

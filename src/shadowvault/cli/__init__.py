@@ -35,7 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # job already running); a caller of main() gets the early key derivation here.
     kdfcache.prefetch_for_command(words, os.environ)
     cli = CommandLine(COMMANDS)
-    args = cli.parse(words)
+    # argparse's parse_intermixed_args restores its actions in a `finally` that fails when a signal
+    # interrupts it half-way (AttributeError 'save_nargs', with a traceback): parsing takes
+    # milliseconds, so a signal meanwhile is delivered right after it.
+    with interrupts.held():
+        args = cli.parse(words)
     if not getattr(args, "command", None):
         cli.root.print_help()
         return 2
