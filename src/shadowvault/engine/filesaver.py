@@ -177,17 +177,6 @@ class FileSaver:
         assert size is not None  # without a probe the read never stops early
         return size
 
-    def settle(
-        self,
-        w: WaitingFile,
-        meta: FileMeta | None,
-        outcome: FileOutcome,
-        chunks: list[Future[bytes]],
-        size: int,
-    ) -> None:
-        """The final outcome of ``w`` (``meta`` None only for a failed file)."""
-        self._settle(w, meta, outcome, chunks, size)
-
     def warn(self, message: str) -> None:
         """A session warning (log and activity log); from a reader thread it waits for the walker."""
         if threading.get_ident() != self._main:
@@ -268,7 +257,7 @@ class FileSaver:
             self.queue.push(w, time.monotonic() + step.after)
             self.sink(FileRetryScheduled(os.fsdecode(w.orig), len(w.attempts), step.after, step.reason.value))
             return
-        self._settle(w, meta, step, chunks, size)
+        self.settle(w, meta, step, chunks, size)
 
     def _path_to_read(self, w: WaitingFile, stack: ExitStack) -> bytes | None:
         """Where to read the file: inside its snapshot view, or live.
@@ -291,7 +280,7 @@ class FileSaver:
 
     # ----- final outcomes -----------------------------------------------------------------------
 
-    def _settle(
+    def settle(
         self,
         w: WaitingFile,
         meta: FileMeta | None,
@@ -299,6 +288,7 @@ class FileSaver:
         chunks: list[Future[bytes]],
         size: int,
     ) -> None:
+        """The final outcome of ``w`` (``meta`` None only for a failed file); also used by dbcapture."""
         if outcome.reason is Reason.VANISHED:
             self._vanished(w)
             return
