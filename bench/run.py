@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ceiling import CEILING_COMMANDS, measure_ceilings
 from dataset import PROFILES, ensure_dataset, remove_tree, spec_for_profile, walk_files
 from measure import (
     CacheMode,
@@ -49,6 +50,7 @@ class Run:
     env: dict[str, str]
     problems: list[str] = field(default_factory=list)
     steps: dict[str, dict[str, list[Measurement]]] = field(default_factory=dict)
+    ceilings: dict[str, Measurement] = field(default_factory=dict)
 
     def measure(self, tool: Tool, step: str, argv: list[str]) -> Measurement:
         """Time one step of one tool after bringing the cache to the agreed state."""
@@ -208,6 +210,16 @@ def report_json(run: Run, meta: dict[str, object], extra: dict[str, object]) -> 
                 "all_wall_s": [round(x.wall_s, 3) for x in ms],
             }
         row["ratio"] = round(medians["shadowvault"].wall_s / medians["restic"].wall_s, 3)
+        c = run.ceilings.get(step)
+        if c is not None:
+            row["ceiling"] = {
+                "command": CEILING_COMMANDS[step],
+                "wall_s": round(c.wall_s, 3),
+                "cpu_s": round(c.cpu_s, 3),
+                "peak_rss_kib": c.peak_rss_kib,
+                "shadowvault_ratio": round(medians["shadowvault"].wall_s / c.wall_s, 2),
+                "restic_ratio": round(medians["restic"].wall_s / c.wall_s, 2),
+            }
         steps.append(row)
     return {**meta, "steps": steps, **extra, "problems": run.problems, "ok": not run.problems}
 
@@ -231,6 +243,16 @@ def report_table(doc: dict[str, object]) -> str:
             f"{sv['cpu_s']:>10.2f}{rs['cpu_s']:>13.2f}"
             f"{_mib(sv['peak_rss_kib']):>12}{_mib(rs['peak_rss_kib']):>16}"
         )
+    if any("ceiling" in row for row in steps):
+        lines.append("")
+        lines.append("ceiling of this machine (bench/ceiling.py), and each tool's time as a multiple of it:")
+        for row in steps:
+            c = row.get("ceiling")
+            if c:
+                lines.append(
+                    f"  {row['step']:<18}{c['wall_s']:>7.2f} s  (CPU {c['cpu_s']:.2f} s)  shadowvault "
+                    f"{c['shadowvault_ratio']:.2f}x, restic {c['restic_ratio']:.2f}x   {c['command']}"
+                )
     ov = doc.get("open_files_overhead")
     if isinstance(ov, dict):
         lines.append("")
@@ -280,6 +302,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--repeat", type=int, default=1, help="rounds of the three steps; medians are reported")
     p.add_argument("--overhead-pairs", type=int, default=3, help="default/allow-write backup pairs (0: skip)")
+    p.add_argument(
+        "--ceilings",
+        action="store_true",
+        help="also time this machine's ceiling of each step (tar | zstd, find, cp -a; bench/ceiling.py)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     p.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
     return p.parse_args(argv)
@@ -331,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
     hashes = SourceHashes(source, manifest)
     say("side-by-side steps")
     extra = main_steps(run, tools, hashes, max(1, args.repeat))
+    if args.ceilings:
+        say("ceilings (tar | zstd, find, cp -a)")
+        run.ceilings = measure_ceilings(source, workdir, env, cache)
     if args.overhead_pairs > 0:
         say("open-file overhead (default vs allow-write)")
         extra["open_files_overhead"] = overhead(run, tools[0], args.overhead_pairs)
