@@ -148,7 +148,12 @@ def spec_for_profile(profile: str, size_gib: float, seed: int = DatasetSpec.seed
         )
     if profile == "deep-tree":
         return DatasetSpec(
-            seed=seed, small_files=2_000, small_min=0, small_max=4 * KIB, big_files=0, directories=20,
+            seed=seed,
+            small_files=2_000,
+            small_min=0,
+            small_max=4 * KIB,
+            big_files=0,
+            directories=20,
             deep_levels=1_500,
         )
     raise ValueError(f"unknown profile {profile!r}: choose one of {', '.join(PROFILES)}")
