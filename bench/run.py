@@ -117,13 +117,16 @@ def _one_step(
     first_round: bool,
 ) -> Measurement:
     if step == "full restore":
-        target = _fresh(run.workdir / f"restore-{t.name}")
+        # Restored trees stay until the run ends: ext4 (this machine's, without a journal) scans past
+        # recently freed inodes on every file creation, so removing one tool's tree right before the
+        # other tool restores made whoever restored second pay for it (bench/README, 2026-11-30).
+        rounds = len(run.steps.get(step, {}).get(t.name, []))
+        target = _fresh(run.workdir / f"restore-{t.name}-{rounds}")
         m = run.measure(t, step, t.restore(repo, target))
         verdict = verify_restore(restored_root(target, run.source), hashes)
         if first_round:
             extra[f"verify_{t.name}"] = verdict.to_json()
         run.problems.extend(f"{t.name} restore: {p}" for p in verdict.problems[:20])
-        remove_tree(target)
         return m
     first = step == "first backup"
     m = run.measure(t, step, t.backup(repo, run.source))
