@@ -3,7 +3,8 @@
 
 SFTP: shadowvault's backend (paramiko's SFTP protocol over the system ``ssh -s sftp``, 1 and 4
 connections) against asyncssh (a whole SSH implementation in Python) and against OpenSSH alone
-(``ssh host 'cat > file'``, the ceiling of any SFTP client using it). S3: boto3 against obstore.
+(``ssh host 'cat > file'``, the ceiling of any SFTP client using it). S3: botocore (boto3's core)
+against obstore.
 Each writes and reads back N 16 MiB objects. Servers come from .ci/services (started here, into a
 temporary directory, unless their variables are set). asyncssh and obstore are not dependencies:
 their lines are skipped when they are not installed.
@@ -132,8 +133,8 @@ def sftp_lines(env: dict[str, str], packs: list[bytes]) -> None:
 
 
 def s3_lines(env: dict[str, str], packs: list[bytes]) -> None:
-    import boto3
     import botocore.config
+    import botocore.session
 
     ep = env["SHADOWVAULT_TEST_S3_ENDPOINT"]
     total = sum(map(len, packs))
@@ -147,13 +148,15 @@ def s3_lines(env: dict[str, str], packs: list[bytes]) -> None:
         response_checksum_validation="when_required",
         max_pool_connections=8,
     )
-    c = boto3.client("s3", endpoint_url=ep, region_name="us-east-1", config=cfg, **creds)
-    c.create_bucket(Bucket="bench-boto3")
+    c = botocore.session.get_session().create_client(
+        "s3", endpoint_url=ep, region_name="us-east-1", config=cfg, **creds
+    )
+    c.create_bucket(Bucket="bench-botocore")
     t = time.perf_counter()
     with cf.ThreadPoolExecutor(4) as ex:
         list(
             ex.map(
-                lambda i: c.put_object(Bucket="bench-boto3", Key=f"k{i}", Body=packs[i]), range(len(packs))
+                lambda i: c.put_object(Bucket="bench-botocore", Key=f"k{i}", Body=packs[i]), range(len(packs))
             )
         )
     put = time.perf_counter() - t
@@ -161,10 +164,10 @@ def s3_lines(env: dict[str, str], packs: list[bytes]) -> None:
     with cf.ThreadPoolExecutor(4) as ex:
         list(
             ex.map(
-                lambda i: c.get_object(Bucket="bench-boto3", Key=f"k{i}")["Body"].read(), range(len(packs))
+                lambda i: c.get_object(Bucket="bench-botocore", Key=f"k{i}")["Body"].read(), range(len(packs))
             )
         )
-    print(f"s3    boto3, 4 threads:    put {rate(total, put)}  get {rate(total, time.perf_counter() - t)}")
+    print(f"s3    botocore, 4 threads: put {rate(total, put)}  get {rate(total, time.perf_counter() - t)}")
     try:
         import obstore
         from obstore.store import S3Store

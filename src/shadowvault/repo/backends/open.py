@@ -1,6 +1,6 @@
 """From a parsed location to a ready backend: the one place that picks the implementation.
 
-Remote backends are imported only when used (boto3 alone takes ~0.3 s to import), and they are
+Remote backends are imported only when used (botocore alone takes ~0.3 s to import), and they are
 wrapped in ``RetryBackend``, so every transient network failure is retried with capped exponential
 backoff and reported. With ``limit_upload`` / ``limit_download`` set, the outermost wrapper is a
 ``RateLimitBackend`` (outside the retries: a retried save is paid for once).

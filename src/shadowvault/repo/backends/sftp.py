@@ -13,7 +13,10 @@ gone, ``ssh`` killed) is dropped and the failure is a transient ``RemoteError``,
 ``RetryBackend`` reconnects. Uploads are written, pipelined, to ``.tmp-NAME-RANDOM`` in the target
 directory and renamed into place with SFTP's plain rename, which OpenSSH refuses when the target
 exists, so a file is never replaced and a cut-off upload leaves only a hidden temporary name that
-restic and ``list`` ignore. Restic's layout: ``config``, ``keys/``, ``data/xx/``, ...
+restic and ``list`` ignore. A read is an open, its READ requests pipelined (``_read_range``)
+and a close whose reply is not waited for; a range read asks for no ``fstat`` (its length is known,
+a short answer is the error), so a pack range costs one round trip before its data.
+Restic's layout: ``config``, ``keys/``, ``data/xx/``, ...
 """
 
 from __future__ import annotations
@@ -30,7 +33,22 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any, TypeVar
 
 import paramiko
-from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY
+from paramiko.sftp import (
+    CMD_ATTRS,
+    CMD_CLOSE,
+    CMD_DATA,
+    CMD_EXTENDED,
+    CMD_EXTENDED_REPLY,
+    CMD_FSTAT,
+    CMD_HANDLE,
+    CMD_OPEN,
+    CMD_READ,
+    CMD_STATUS,
+    SFTP_EOF,
+    SFTP_FLAG_READ,
+    int64,
+)
+from paramiko.sftp_attr import SFTPAttributes
 
 from shadowvault.repo.backends.base import TYPE_DIRS, Backend, FileType, RemoteError, list_config, object_path
 from shadowvault.repo.backends.options import BackendOptions
@@ -273,22 +291,26 @@ class SftpBackend:
 
         def op(conn: _Connection) -> bytes | int:
             client = conn.client
-            # EOFError means a broken connection in paramiko: a short file is reported by size.
-            with client.open(path, "rb") as f:
-                f.MAX_REQUEST_SIZE = conn.read_size
-                size = int(f.stat().st_size)
-                want = size - offset if length is None else length
-                if offset + want > size or want < 0:
-                    return size
-                if want == 0:
-                    return b""
-                # One request per piece, all in flight at once (readv pipelines them). Asking
-                # readv for one big range instead made paramiko grow a bytes object one request
-                # at a time, quadratic in the range: 2 MiB/s for a 16 MiB pack.
-                step = conn.read_size
-                end = offset + want
-                pieces = [(o, min(step, end - o)) for o in range(offset, end, step)]
-                return b"".join(f.readv(pieces))
+            t, msg = client._request(CMD_OPEN, path, SFTP_FLAG_READ, SFTPAttributes())
+            if t != CMD_HANDLE:
+                raise paramiko.SFTPError("expected a handle")
+            handle = msg.get_binary()
+            try:
+                if length is None:
+                    # A whole file: its size first (a range read needs no such round trip, its
+                    # length is known and a short answer is the error).
+                    t, msg = client._request(CMD_FSTAT, handle)
+                    if t != CMD_ATTRS:
+                        raise paramiko.SFTPError("expected attributes")
+                    size = int(SFTPAttributes._from_msg(msg).st_size or 0)
+                    if offset > size:
+                        return size
+                    return _read_range(client, handle, offset, size - offset, conn.read_size)
+                return _read_range(client, handle, offset, length, conn.read_size)
+            finally:
+                # Not waited for: the reply is taken (and dropped) by the connection's next request,
+                # which saves a round trip per read; a close the server refuses changes nothing.
+                client._async_request(type(None), CMD_CLOSE, handle)
 
         data = self._with(f"load {ft.value} {name}", op)
         if isinstance(data, int):
@@ -363,6 +385,67 @@ class SftpBackend:
             except (OSError, *_BROKEN):
                 pass
             conn.kill()
+
+
+_IN_FLIGHT = 64
+"""Read requests outstanding at once on one connection (8 MiB at 128 KiB): enough to keep the pipe
+full, few enough that the replies the server has to hold stay bounded."""
+
+
+class _Replies:
+    """Collects the replies to pipelined read requests (paramiko hands a reply to the object the
+    request was registered with, whichever call reads it off the connection)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.data: dict[int, bytes] = {}
+        self.error: BaseException | None = None
+
+    def _async_response(self, t: int, msg: Any, num: int) -> None:
+        self.data[num] = b""
+        if t == CMD_DATA:
+            self.data[num] = msg.get_string()
+        elif t != CMD_STATUS:
+            self.error = paramiko.SFTPError(f"expected data, got SFTP message type {t}")
+        elif msg.get_int() != SFTP_EOF:  # EOF: nothing at or after the end of the file
+            msg.rewind()
+            msg.get_int()  # the request number, read by paramiko before handing the reply over
+            try:
+                self._client._convert_status(msg)  # raises the OSError paramiko makes of it
+            except OSError as exc:
+                self.error = exc
+
+
+def _read_range(client: Any, handle: bytes, offset: int, length: int, step: int) -> bytes:
+    """``length`` bytes from ``offset`` of an open file, at most ``_IN_FLIGHT`` requests of ``step``
+    bytes outstanding; shorter only where the file ends. No thread, no per-piece buffers beyond the
+    replies themselves (paramiko's ``readv`` starts a thread per call and re-slices every reply)."""
+    if length == 0:
+        return b""
+    replies = _Replies(client)
+    wanted: list[tuple[int, int, int]] = []  # (request number, offset, size), in file order
+    end = offset + length
+    pos = offset
+    while pos < end or len(replies.data) < len(wanted):
+        if pos < end and len(wanted) - len(replies.data) < _IN_FLIGHT:
+            size = min(step, end - pos)
+            num = client._async_request(replies, CMD_READ, handle, int64(pos), int(size))
+            wanted.append((num, pos, size))
+            pos += size
+        else:
+            client._read_response()
+    if replies.error is not None:
+        raise replies.error
+    pieces = []
+    for num, at, size in wanted:
+        piece = replies.data[num]
+        if 0 < len(piece) < size:
+            # A server may answer a read with less than asked before the end: ask for the rest.
+            piece += _read_range(client, handle, at + len(piece), size - len(piece), step)
+        pieces.append(piece)
+        if len(piece) < size:
+            break  # the end of the file
+    return b"".join(pieces)
 
 
 def _exists(client: Any, path: str) -> int | None:
