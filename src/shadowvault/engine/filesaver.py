@@ -44,7 +44,7 @@ from shadowvault.openfiles import (
 from shadowvault.repo import BlobType, Node
 from shadowvault.snapshots import SnapshotMode, SnapshotView
 
-from .blobstage import BlobStage
+from .blobstage import BlobRef, BlobStage
 from .counters import SessionCounters
 from .dbcapture import DatabaseCapture
 from .dbgroups import COMPANION_SUFFIXES
@@ -64,7 +64,7 @@ class _Read:
     """What a reader thread hands back: the attempt and the blobs it submitted."""
 
     attempt: Any
-    chunks: list[Future[bytes]]
+    chunks: list[BlobRef]
     size: int | None  # None: the probe stopped the read (a SQLite database in use)
     take_over: bool  # a refused read of a database: saved as a unit instead
 
@@ -171,7 +171,7 @@ class FileSaver:
         """Read ``w`` as a plain file under the set's strategy."""
         self._attempt(w, meta)
 
-    def chunk_into(self, reader: Any, chunks: list[Future[bytes]], expected: int) -> int:
+    def chunk_into(self, reader: Any, chunks: list[BlobRef], expected: int) -> int:
         """Read ``reader`` (``readinto``) to its end into blobs; returns the bytes read."""
         size = self.blobs.chunk(reader, chunks, expected)
         assert size is not None  # without a probe the read never stops early
@@ -206,7 +206,7 @@ class FileSaver:
                 return
             strategy = Strategy.ALLOW_WRITE if w.view is not None else self.opt.strategy
             live = w.view is None and not w.plain_only
-            chunks: list[Future[bytes]] = []
+            chunks: list[BlobRef] = []
             size: int | None = 0
             with self.of.attempt(path, strategy, number=len(w.attempts) + 1) as att:
                 if att.refused is None:
@@ -219,7 +219,7 @@ class FileSaver:
 
     def _read_live(self, w: WaitingFile, meta: FileMeta, strategy: Strategy) -> _Read:
         """In a reader thread: one attempt at a live file (the same steps as ``_attempt``'s)."""
-        chunks: list[Future[bytes]] = []
+        chunks: list[BlobRef] = []
         size: int | None = 0
         take_over = False
         live = not w.plain_only
@@ -285,7 +285,7 @@ class FileSaver:
         w: WaitingFile,
         meta: FileMeta | None,
         outcome: FileOutcome,
-        chunks: list[Future[bytes]],
+        chunks: list[BlobRef],
         size: int,
     ) -> None:
         """The final outcome of ``w`` (``meta`` None only for a failed file); also used by dbcapture."""
