@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 from tests.openfiles.of_helpers import APPEND_LOOP, HOLD_OPEN_FOR_WRITING, Child
-from treeutil import PASSWORD, describe, make_full_tree, restic, sv
 
 from shadowvault.engine import procread
 from shadowvault.engine.procread import ReadProcesses
 from shadowvault.openfiles import RetryPolicy, Strategy
+from treeutil import PASSWORD, describe, make_full_tree, restic, sv
 
 
 @pytest.fixture
@@ -221,9 +221,10 @@ def test_workers_end_when_the_session_process_is_killed(tmp_path: Path) -> None:
         while not children and time.monotonic() < deadline:
             time.sleep(0.05)
             try:
-                children = [int(c) for c in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+                listed = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text()
             except OSError:
                 break
+            children = [int(c) for c in listed.split()]
         assert children, "the backup started no reader process"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
