@@ -165,6 +165,7 @@ def test_a_dead_worker_leaves_its_files_to_the_walking_thread(tmp_path: Path) ->
             on_added=added.append,
         )
         try:
+            assert all(w.alive for w in pool._workers)  # both answered their handshake
             first = pool._workers[0]
             os.kill(first.pid, signal.SIGKILL)
             handles = [pool.submit(f) for f in files]

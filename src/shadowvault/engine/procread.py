@@ -24,6 +24,7 @@ when the session process is killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import select
@@ -52,6 +53,8 @@ SMALL_FILE = SMALL_BLOB
 _BATCH = 64  # files per request
 _PER_WORKER = 3  # requests in flight per worker
 _EXIT_WAIT = 5.0
+_HANDSHAKE_MS = 10_000
+_READY = b"ready"
 
 # What a worker sends back per file: None ("read it here"), or the attempt, size, blob id (None
 # for an empty file), stored form and uncompressed length.
@@ -139,6 +142,21 @@ class ReadProcesses:
             ready = select.poll()
             ready.register(ours.fileno(), select.POLLIN)
             self._workers.append(_Worker(pid, ours, deque(), ready))
+        for w in self._workers:
+            self._handshake(w)
+
+    def _handshake(self, worker: _Worker) -> None:
+        """Wait for the worker's first encode. A lock some other thread of a caller's process held
+        at the fork (in OpenSSL, say) would hang the worker there: it is then ended and its share
+        read here, instead of the session waiting for it forever."""
+        try:
+            if worker.ready.poll(_HANDSHAKE_MS) and worker.conn.recv_bytes() == _READY:
+                return
+        except (EOFError, OSError):
+            pass
+        worker.alive = False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, signal.SIGKILL)
 
     @property
     def capacity(self) -> int:
@@ -270,6 +288,8 @@ def _serve(conn: Connection, strategy: Strategy, retry: RetryPolicy, encode: Enc
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     of = OpenFiles()  # its own lease-break handler, in this process's only thread
     view = memoryview(bytearray(SMALL_FILE + 1))
+    encode(memoryview(_READY))  # hashing and encryption work in this process (see _handshake)
+    conn.send_bytes(_READY)
     try:
         while True:
             try:
