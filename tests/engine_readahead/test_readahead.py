@@ -44,11 +44,15 @@ def _becomes_resident(p: Path, size: int) -> bool:
     return True
 
 
-def _run(base: Path) -> None:
+def _run(base: Path, *then: Path) -> None:
+    """Read ahead for ``base``, then for each of ``then`` as the walk lists them."""
     ra = ReadAhead()
-    names = sorted(os.listdir(os.fsencode(base)))
-    ra.directory(os.fsencode(base), names)
-    # close() drops queued work; wait for the queued directory first.
+    for i, d in enumerate((base, *then)):
+        if i:  # what the first directory prefetched is evicted before the walk "enters" the next
+            ra._pool.submit(lambda: None).result(timeout=30)
+            _evict(*(p for p in d.rglob("*.txt")))
+        ra.directory(os.fsencode(d), sorted(os.listdir(os.fsencode(d))))
+    # close() drops queued work; wait for the queued directories first.
     ra._pool.submit(lambda: None).result(timeout=30)
     ra.close()
 
@@ -76,6 +80,14 @@ def test_prefetches_small_files_and_the_level_below(tree: Path) -> None:
     assert _becomes_resident(tree / "sub" / "b.txt", 64 * 1024)  # one level down: entering sub is warm
     assert _resident(tree / "sub" / "deeper" / "c.txt") == 0  # two levels down: not yet
     assert _resident(tree / "big.bin") == 0  # the kernel's sequential read-ahead covers large files
+
+
+def test_a_directory_prefetched_as_the_level_below_is_not_gone_through_again(tree: Path) -> None:
+    # The walk lists src, then enters sub: sub's files were prefetched with src (one level down),
+    # so only the level below sub is left to do (each file of a cold tree was opened twice).
+    _run(tree, tree / "sub")
+    assert _becomes_resident(tree / "sub" / "deeper" / "c.txt", 64 * 1024)
+    assert _resident(tree / "sub" / "b.txt") == 0  # evicted after the first pass, not fetched again
 
 
 def test_does_not_descend_into_another_file_system(tmp_path: Path) -> None:

@@ -104,6 +104,11 @@ def test_xattrs(tmp_path: Path) -> None:
     assert all(not k.startswith("user.") for k, _ in read_meta(bytes(link)).xattrs)  # not followed
     # /proc does not support xattrs: empty list, no error
     assert read_meta(b"/proc/self/status").xattrs == []
+    # The totals scan walks without them (one listxattr per file less); the backup's walk reads them.
+    walked = dict(walk([bytes(tmp_path)], selector(), lambda p, e: None))
+    assert any(k.startswith("user.") for k, _ in walked[bytes(f)].xattrs)
+    bare = dict(walk([bytes(tmp_path)], selector(), lambda p, e: None, with_xattrs=False))
+    assert bare[bytes(f)].xattrs == [] and bare[bytes(f)].size == walked[bytes(f)].size
 
 
 def test_walk_order_and_selection(tmp_path: Path) -> None:

@@ -78,6 +78,9 @@ class BackupOptions:
     excluded_paths: list[str] = field(default_factory=list)  # the repository, our state dir
     workers: int = 0  # 0: one per CPU
     read_concurrency: int = 1  # files read in parallel (1: in the walking thread only)
+    # Forked reader processes for the small files of a first (or --force) backup (engine.procread);
+    # None: one per CPU (at most 4) when there are two or more, 0: none.
+    read_processes: int | None = None
     # Asked between files: a request ends the walk, files waiting for a retry are given up and
     # what was saved is committed as a snapshot tagged "partial" (the next run's parent).
     stop_when: Callable[[], StopRequest | None] | None = None
@@ -157,6 +160,7 @@ class BackupSession:
                 blobs=blobs,
                 counters=self.counters,
                 stop=self.stop,
+                read_processes=self._read_processes(parent_tree),
             )
             stack.callback(files.close)
             root = PendingDir(
@@ -206,6 +210,17 @@ class BackupSession:
         )
         c = self.counters
         return BackupResult(snapshot_id, c.counts, code, c.outcomes, partial, self.stop.request)
+
+    def _read_processes(self, parent_tree: bytes | None) -> int:
+        """Reader processes for this session: only when every file will be read (no parent tree,
+        or --force); an incremental run reads few files and would only pay for the forks."""
+        if parent_tree is not None and not self.opt.force:
+            return 0
+        n = self.opt.read_processes
+        if n is None:
+            cpus = len(os.sched_getaffinity(0))
+            n = min(cpus, 4) if cpus >= 2 else 0
+        return max(0, n)
 
     # ----- parent snapshot ----------------------------------------------------------------------
 

@@ -2,9 +2,18 @@
 
 Owns the FastCDC chunker, the thread pool that calls ``save_blob`` (hash, dedup, compress,
 encrypt, pack) and the bound on blobs in flight, and the index checkpoints taken while blobs
-are submitted. Readers hand it a file-like object (``readinto``); it returns one future per
-chunk, resolved by the tree stage when the directory is sealed. Files under ``MIN_CHUNK`` are
-one blob and skip the chunker (read straight into a reusable buffer).
+are submitted. Readers hand it a file-like object (``readinto``); it returns one ``BlobRef`` per
+chunk: a future resolved by the tree stage when the directory is sealed, or, for a small blob,
+its id itself. Files under ``MIN_CHUNK`` are one blob and skip the chunker (read straight into a
+reusable buffer).
+
+Small blobs (up to ``SMALL_BLOB``, i.e. most files of a tree of small files) are hashed by the
+reading thread (SHA-256 of a few KiB costs less than the future it replaces) and saved in
+batches of up to ``_BATCH_BYTES`` / ``_BATCH_BLOBS`` by one worker task each: a future, a queue
+item and a worker wake-up per file were a large part of a small file's cost (about 38 futex
+calls per file, mostly those hand-offs). A batch is handed to the workers when full and at
+``wait_inflight``; the ids it holds are final at once, so their directories seal without
+waiting, and the snapshot is written only after ``wait_inflight(0)`` and the repository's flush.
 
 Several readers (``--read-concurrency``) may chunk and submit at once: the in-flight bookkeeping
 is under a lock, each thread reads small files into a buffer of its own, and progress events are
@@ -22,7 +31,7 @@ from typing import Any
 
 from pyfastcdc import FastCDC
 
-from shadowvault.repo import BlobType
+from shadowvault.repo import BlobType, hash_bytes
 
 from .counters import SessionCounters
 from .ports import BackupRepo
@@ -36,6 +45,12 @@ MAX_CHUNK = 8 * 1024 * 1024
 _IN_FLIGHT_BYTES = 16 * 1024 * 1024
 _IN_FLIGHT_BLOBS = 512
 _CHECKPOINT_PACKS = 8
+SMALL_BLOB = 64 * 1024
+_BATCH_BYTES = 256 * 1024
+_BATCH_BLOBS = 64
+
+# A chunk of a file as the tree stage gets it: the blob id, or a future of it.
+BlobRef = Future[bytes] | bytes
 _CHECKPOINT_SECONDS = 120.0
 
 
@@ -52,6 +67,8 @@ class BlobStage:
         self._main = threading.get_ident()
         self._inflight: deque[tuple[Future[bytes], int]] = deque()
         self._inflight_bytes = 0
+        self._batch: list[tuple[bytes, bytes]] = []  # small blobs not handed to a worker yet
+        self._batch_bytes = 0
         self._last_checkpoint = time.monotonic()
 
     # ----- reading a file into blobs ------------------------------------------------------------
@@ -59,7 +76,7 @@ class BlobStage:
     def chunk(
         self,
         att: Any,
-        chunks: list[Future[bytes]],
+        chunks: list[BlobRef],
         expected: int,
         probe: Callable[[memoryview], bool] | None = None,
     ) -> int | None:
@@ -85,11 +102,12 @@ class BlobStage:
             if n == len(view):  # the file grew past the small-file limit while we read it
                 return self._chunk_stream(att, chunks, bytes(view[:n]))  # its total includes the head
             if n:
-                chunks.append(self.submit(bytes(view[:n])))
+                data = bytes(view[:n])
+                chunks.append(self._submit_small(data) if n <= SMALL_BLOB else self.submit(data))
             return n
         return self._chunk_stream(att, chunks, b"")
 
-    def _chunk_stream(self, att: Any, chunks: list[Future[bytes]], head: bytes) -> int:
+    def _chunk_stream(self, att: Any, chunks: list[BlobRef], head: bytes) -> int:
         total = 0
         reader = att if not head else _Prefixed(head, att)
         for chunk in self.chunker.cut_stream(reader):
@@ -117,9 +135,45 @@ class BlobStage:
             self.counters.blob_added(len(data))
         return blob_id
 
-    def wait_inflight(self, max_bytes: int) -> None:
-        """Collect finished blobs (raising a worker's error); block while over the budget."""
+    def _submit_small(self, data: bytes) -> bytes:
+        """Queue one small blob in the current batch; returns its id (see the module docstring)."""
+        blob_id = hash_bytes(data)
         with self._lock:
+            self._batch.append((data, blob_id))
+            self._batch_bytes += len(data)
+            if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _BATCH_BLOBS:
+                self._hand_over_batch()
+        return blob_id
+
+    def _hand_over_batch(self) -> None:
+        """Give the current batch to a worker, within the in-flight budget (lock held)."""
+        batch, size = self._batch, self._batch_bytes
+        if not batch:
+            return
+        self._batch, self._batch_bytes = [], 0
+        self._wait_inflight(_IN_FLIGHT_BYTES - size)
+        self._maybe_checkpoint(idle=False)
+        fut = self.pool.submit(self._save_batch, batch)
+        self._inflight.append((fut, size))
+        self._inflight_bytes += size
+
+    def _save_batch(self, batch: list[tuple[bytes, bytes]]) -> bytes:
+        added_bytes = added = 0
+        for data, blob_id in batch:
+            if self.repo.save_blob(BlobType.DATA, data, blob_id)[1]:
+                added += 1
+                added_bytes += len(data)
+        if added:
+            self.counters.blobs_added(added, added_bytes)
+        return b""
+
+    def wait_inflight(self, max_bytes: int) -> None:
+        """Collect finished blobs (raising a worker's error); block while over the budget.
+
+        The current batch of small blobs is handed to the workers first, so ``wait_inflight(0)``
+        returns once every blob submitted so far is saved."""
+        with self._lock:
+            self._hand_over_batch()
             self._wait_inflight(max_bytes)
 
     def _wait_inflight(self, max_bytes: int) -> None:

@@ -35,8 +35,12 @@ class SessionCounters:
 
     def blob_added(self, size: int) -> None:
         """A worker thread stored a new data blob of ``size`` bytes."""
+        self.blobs_added(1, size)
+
+    def blobs_added(self, count: int, size: int) -> None:
+        """A worker thread stored ``count`` new data blobs of ``size`` bytes in all."""
         with self._added_lock:
-            self._added[0] += 1
+            self._added[0] += count
             self._added[1] += size
 
     def unchanged(self, path: str, size: int) -> None:

@@ -63,8 +63,7 @@ from .hotbackup.sqlite import (
 )
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
+    from .blobstage import BlobRef
     from .filesaver import FileSaver, WaitingFile
 
 __all__ = ["CaptureAttempt", "DatabaseCapture", "decide_capture"]
@@ -228,7 +227,7 @@ class DatabaseCapture:
                 FileRetryScheduled(os.fsdecode(w.orig), len(w.attempts), step.after, step.reason.value)
             )
             return
-        chunks: list[Future[bytes]] = []
+        chunks: list[BlobRef] = []
         size = 0
         if isinstance(result, SqliteCopy):
             try:
@@ -261,13 +260,13 @@ class DatabaseCapture:
         before = member_states([w.orig, *watch])
         strategy = self.s.opt.strategy
         number = len(w.attempts) + 1
-        reads: list[tuple[FileMeta | None, FileOutcome, list[Future[bytes]], int]] = []
+        reads: list[tuple[FileMeta | None, FileOutcome, list[BlobRef], int]] = []
         for m in members:
             try:
                 mmeta: FileMeta | None = read_meta(m.read_path)
             except OSError:
                 mmeta = None
-            chunks: list[Future[bytes]] = []
+            chunks: list[BlobRef] = []
             size = 0
             with self.s.of.attempt(m.read_path, strategy, number=number) as att:
                 if att.refused is None and mmeta is not None:

@@ -44,7 +44,7 @@ from shadowvault.openfiles import (
 from shadowvault.repo import BlobType, Node
 from shadowvault.snapshots import SnapshotMode, SnapshotView
 
-from .blobstage import BlobStage
+from .blobstage import BlobRef, BlobStage
 from .counters import SessionCounters
 from .dbcapture import DatabaseCapture
 from .dbgroups import COMPANION_SUFFIXES
@@ -52,6 +52,7 @@ from .events import EventSink, FileRetryScheduled, Warning_
 from .nodes import node_outcome, unchanged
 from .outcomes import Outcome
 from .ports import BackupRepo
+from .procread import SMALL_FILE, ReadHandle, ReadProcesses
 from .stopping import StopState
 from .tree_builder import PendingDir, PendingFile, TreeBuilder
 
@@ -64,7 +65,7 @@ class _Read:
     """What a reader thread hands back: the attempt and the blobs it submitted."""
 
     attempt: Any
-    chunks: list[Future[bytes]]
+    chunks: list[BlobRef]
     size: int | None  # None: the probe stopped the read (a SQLite database in use)
     take_over: bool  # a refused read of a database: saved as a unit instead
 
@@ -98,6 +99,7 @@ class FileSaver:
         blobs: BlobStage,
         counters: SessionCounters,
         stop: StopState,
+        read_processes: int = 0,
     ) -> None:
         self.repo = repo
         self.opt = opt
@@ -108,20 +110,35 @@ class FileSaver:
         self.stop = stop
         self._main = threading.get_ident()
         self._warnings: deque[str] = deque()  # from reader threads, sent by the walking thread
+        # Forked first: no thread of this session exists yet (engine.procread).
+        self._procs = (
+            ReadProcesses(
+                read_processes,
+                strategy=opt.strategy,
+                retry=opt.retry,
+                encode=repo.encode_blob,
+                save_encoded=repo.save_encoded_blob,
+                on_added=counters.blob_added,
+            )
+            if read_processes > 0
+            else None
+        )
         # In the main thread (it installs the lease-break handler); its warnings pass through ``warn``.
         self.of = OpenFiles(on_warning=self.warn)
         self.queue: RetryQueue[WaitingFile] = RetryQueue()
         self.dbs = DatabaseCapture(self)
         n = max(1, opt.read_concurrency)
-        self._limit = n
+        self._limit = max(n, self._procs.capacity if self._procs is not None else 0)
         self._readers = ThreadPoolExecutor(n, thread_name_prefix="read") if n > 1 else None
-        self._reading: deque[tuple[WaitingFile, FileMeta, Strategy, Future[_Read]]] = deque()
+        self._reading: deque[tuple[WaitingFile, FileMeta, Strategy, Future[_Read] | ReadHandle]] = deque()
 
     def close(self) -> None:
-        """End of session: the reader threads and the database stage's temporary files."""
+        """End of session: the reader threads and processes, the database stage's temporary files."""
         try:
             if self._readers is not None:
                 self._readers.shutdown(wait=True, cancel_futures=True)
+            if self._procs is not None:
+                self._procs.close()
             self.dbs.close()
         finally:
             self.of.close()
@@ -171,7 +188,7 @@ class FileSaver:
         """Read ``w`` as a plain file under the set's strategy."""
         self._attempt(w, meta)
 
-    def chunk_into(self, reader: Any, chunks: list[Future[bytes]], expected: int) -> int:
+    def chunk_into(self, reader: Any, chunks: list[BlobRef], expected: int) -> int:
         """Read ``reader`` (``readinto``) to its end into blobs; returns the bytes read."""
         size = self.blobs.chunk(reader, chunks, expected)
         assert size is not None  # without a probe the read never stops early
@@ -188,15 +205,31 @@ class FileSaver:
 
     def _attempt(self, w: WaitingFile, meta: FileMeta) -> None:
         """One read attempt; then settle the file or put it back in the retry queue."""
+        if w.kind == "file" and w.view is None:
+            pending = self._read_elsewhere(w, meta)
+            if pending is not None:
+                self._reading.append((w, meta, self.opt.strategy, pending))
+                self.collect_reads(wait_all=False)
+                return
+        if self._procs is not None and self._reading:
+            self.collect_reads(wait_all=True)  # settled in walk order: the reads in flight first
+        self._attempt_here(w, meta)
+
+    def _read_elsewhere(self, w: WaitingFile, meta: FileMeta) -> Future[_Read] | ReadHandle | None:
+        """A live file's attempt handed to a reader process (a small file's first attempt) or a
+        reader thread; None when it is made in the walking thread."""
+        if self._procs is not None and not w.attempts and not w.plain_only and meta.size <= SMALL_FILE:
+            handle = self._procs.submit(w.read_path)
+            if handle is not None:
+                return handle
+        if self._readers is not None:
+            return self._readers.submit(self._read_live, w, meta, self.opt.strategy)
+        return None
+
+    def _attempt_here(self, w: WaitingFile, meta: FileMeta) -> None:
+        """One attempt in the walking thread (snapshot views, databases, retries, or no readers)."""
         if w.kind != "file":
             self.dbs.attempt(w, meta)
-            return
-        if self._readers is not None and w.view is None:
-            strategy = self.opt.strategy
-            self._reading.append(
-                (w, meta, strategy, self._readers.submit(self._read_live, w, meta, strategy))
-            )
-            self.collect_reads(wait_all=False)
             return
         take_over = False
         with ExitStack() as stack:
@@ -206,7 +239,7 @@ class FileSaver:
                 return
             strategy = Strategy.ALLOW_WRITE if w.view is not None else self.opt.strategy
             live = w.view is None and not w.plain_only
-            chunks: list[Future[bytes]] = []
+            chunks: list[BlobRef] = []
             size: int | None = 0
             with self.of.attempt(path, strategy, number=len(w.attempts) + 1) as att:
                 if att.refused is None:
@@ -219,7 +252,7 @@ class FileSaver:
 
     def _read_live(self, w: WaitingFile, meta: FileMeta, strategy: Strategy) -> _Read:
         """In a reader thread: one attempt at a live file (the same steps as ``_attempt``'s)."""
-        chunks: list[Future[bytes]] = []
+        chunks: list[BlobRef] = []
         size: int | None = 0
         take_over = False
         live = not w.plain_only
@@ -236,9 +269,15 @@ class FileSaver:
         q = self._reading
         while q and (wait_all or len(q) >= self._limit or q[0][3].done()):
             w, meta, strategy, fut = q.popleft()
-            read = fut.result()
+            got = fut.result()
             self._flush_warnings()
-            self._decide(w, meta, strategy, not w.plain_only, read)
+            if isinstance(got, _Read):
+                self._decide(w, meta, strategy, not w.plain_only, got)
+            elif got is None:
+                self._attempt_here(w, meta)  # not clean in a reader process: read it here, as always
+            else:
+                chunks: list[BlobRef] = [got.blob_id] if got.blob_id is not None else []
+                self._decide(w, meta, strategy, not w.plain_only, _Read(got.attempt, chunks, got.size, False))
         self._flush_warnings()
 
     def _flush_warnings(self) -> None:
@@ -285,7 +324,7 @@ class FileSaver:
         w: WaitingFile,
         meta: FileMeta | None,
         outcome: FileOutcome,
-        chunks: list[Future[bytes]],
+        chunks: list[BlobRef],
         size: int,
     ) -> None:
         """The final outcome of ``w`` (``meta`` None only for a failed file); also used by dbcapture."""

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 MAX_SIZE = 1024 * 1024
+_MAX_DONE = 4096
 
 _FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC
 _NOATIME = getattr(os, "O_NOATIME", 0)
@@ -40,6 +41,10 @@ class ReadAhead:
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="readahead")
         self._stopped = False
+        # Directories already prefetched as "the level below" → their subdirectories on the same
+        # file system. When the walk lists one of them, only its own level below is left to do:
+        # going through its entries again repeated an lstat, open, fadvise and close per file.
+        self._done: dict[bytes, tuple[int, list[bytes]]] = {}
 
     def directory(self, base: bytes, names: Sequence[bytes]) -> None:
         """Queue the entries ``names`` of directory ``base``, whose files will all be read."""
@@ -51,36 +56,51 @@ class ReadAhead:
         self._stopped = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _run(self, base: bytes, names: list[bytes], *, descend: bool = True) -> None:
-        """Prefetch the inodes and small files' data of ``names`` in ``base``; with ``descend``,
-        do the same (listing first) for each subdirectory on the same file system."""
-        dev = None
-        if descend:
+    def _run(self, base: bytes, names: list[bytes]) -> None:
+        """Prefetch the inodes and small files' data of ``names`` in ``base`` (unless done as a
+        level below already), then the same, listing first, for each subdirectory on the same
+        file system."""
+        done = self._done.pop(base, None)
+        if done is not None:
+            dev, subdirs = done
+        else:
             st = _lstat(base)
             if st is None:
                 return
-            dev = st.st_dev
-        for name in names:
+            dev, subdirs = st.st_dev, self._entries(base, names, st.st_dev)
+        for sub in subdirs:
             if self._stopped:
                 return
+            self._below(sub, dev)
+
+    def _entries(self, base: bytes, names: list[bytes], dev: int) -> list[bytes]:
+        """lstat ``names`` and prefetch the small files; returns the subdirectories on ``dev``."""
+        subdirs: list[bytes] = []
+        for name in names:
+            if self._stopped:
+                break
             path = base + b"/" + name
             st = _lstat(path)
             if st is None:
                 continue
             if stat.S_ISDIR(st.st_mode):
                 if st.st_dev == dev:
-                    self._below(path)
+                    subdirs.append(path)
             elif _worth_reading(st):
                 _willneed(path)
+        return subdirs
 
-    def _below(self, directory: bytes) -> None:
-        """One level down: the listing, the inodes and the small files' data of ``directory``."""
+    def _below(self, directory: bytes, dev: int) -> None:
+        """One level down: the listing, the inodes and the small files' data of ``directory``
+        (on device ``dev``, as its parent)."""
         try:
             names = os.listdir(directory)
         except OSError:
             return
         names.sort()  # the order the walk will take
-        self._run(directory, names, descend=False)
+        if len(self._done) >= _MAX_DONE:  # directories the walk never lists (excluded ones)
+            self._done.clear()
+        self._done[directory] = (dev, self._entries(directory, names, dev))
 
 
 def _lstat(path: bytes) -> os.stat_result | None:

@@ -52,7 +52,9 @@ class TotalsScan:
                 excluded_paths=opt.excluded_paths,
             )
             roots = [os.fsencode(s) for s in opt.sources]
-            for _, meta in walk(roots, selector, lambda _path, _err: None):
+            # Totals need sizes only: no listxattr per entry (a second one for every file, beside the
+            # backup's own, competing with it for the GIL).
+            for _, meta in walk(roots, selector, lambda _path, _err: None, with_xattrs=False):
                 if self._stop.is_set():
                     return
                 if stat.S_ISREG(meta.mode):

@@ -12,14 +12,14 @@ for hashing, compression or encryption of the previous file.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
 from shadowvault.fs import FileMeta
 from shadowvault.repo import Node, Tree
 
+from .blobstage import BlobRef
 from .nodes import equals_meta_node, node_from_meta, node_name
 from .outcomes import Outcome
 
@@ -30,7 +30,7 @@ class PendingFile:
 
     meta: FileMeta
     size: int
-    chunks: list[Future[bytes]] | list[bytes]
+    chunks: Sequence[BlobRef]  # ids (small blobs, reused content) or futures of them
     outcome: Outcome | None  # stored on the node (suspect files, SQLite copies, dumps)
 
     def node(self) -> Node:

@@ -28,7 +28,7 @@ from shadowvault.repo.backends import Backend, FileType, LocalBackend, MemBacken
 from shadowvault.repo.check import CheckProblem, check_repository
 from shadowvault.repo.files.snapshot import Snapshot
 from shadowvault.repo.files.tree import Node, Tree
-from shadowvault.repo.ids import BlobType
+from shadowvault.repo.ids import BlobType, hash_bytes
 from shadowvault.repo.maintenance import PruneStats, forget, prune
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE
 from shadowvault.repo.policy import Duration, GroupDecision, GroupKey, KeepPolicy, Rules, apply_policy
@@ -58,6 +58,7 @@ __all__ = [
     "check_repository",
     "find_temp_files",
     "forget",
+    "hash_bytes",
     "prune",
     "remove_stale_temp_files",
 ]

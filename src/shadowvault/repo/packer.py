@@ -162,10 +162,37 @@ class BlobSaver:
                 self._reserved.discard(k)
                 self._cond.notify_all()
             raise
+        self._append(t, blob_id, stored, ulen, reserved=True)
+        return blob_id, True
+
+    def encode(self, data: bytes | bytearray | memoryview) -> tuple[bytes, bytes, int | None]:
+        """Pure (any thread or forked process): the blob's id, stored form and uncompressed length."""
+        return (hash_bytes(data), *encode_blob(self._key, data, self._compress))
+
+    def save_encoded(
+        self, t: BlobType, blob_id: bytes, stored: bytes, uncompressed_length: int | None
+    ) -> bool:
+        """Store a blob another process encoded with this repository's key (``encode``) unless an
+        identical one is known; returns whether it was added."""
+        k = (t, blob_id)
+        with self._cond:
+            self._raise_sticky()
+            if self._index.has(t, blob_id) or k in self._pending or k in self._reserved:
+                return False
+        return self._append(t, blob_id, stored, uncompressed_length, reserved=False)
+
+    def _append(
+        self, t: BlobType, blob_id: bytes, stored: bytes, ulen: int | None, *, reserved: bool
+    ) -> bool:
+        """Add an encoded blob to its open pack; hand the pack to an upload thread once full."""
+        k = (t, blob_id)
         full: OpenPack | None = None
         uploader: ThreadPoolExecutor | None = None
         with self._cond:
-            self._reserved.discard(k)
+            if reserved:
+                self._reserved.discard(k)
+            elif k in self._pending or k in self._reserved:
+                return False  # saved by another thread meanwhile
             open_pack = self._open.get(t)
             if open_pack is None:
                 open_pack = self._open[t] = OpenPack(t)
@@ -183,7 +210,7 @@ class BlobSaver:
         if full is not None and uploader is not None:
             # Errors are kept by _upload and raised by the next save_blob or flush.
             uploader.submit(self._upload, full)
-        return blob_id, True
+        return True
 
     def pending_blob(self, t: BlobType, blob_id: bytes) -> tuple[bytes, PackedBlob] | None:
         """Stored bytes and entry of a blob not yet in the index, or None if unknown."""

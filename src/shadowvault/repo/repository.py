@@ -333,6 +333,16 @@ class Repository:
         self._ensure_index()
         return self._saver.save_blob(t, data, blob_id)
 
+    def encode_blob(self, data: bytes | bytearray | memoryview) -> tuple[bytes, bytes, int | None]:
+        """Pure, for a forked reader: a data blob's id, stored (compressed, encrypted) form and
+        uncompressed length (None when stored uncompressed), for ``save_encoded_blob``."""
+        return self._saver.encode(data)
+
+    def save_encoded_blob(self, blob_id: bytes, stored: bytes, uncompressed_length: int | None) -> bool:
+        """Thread-safe: store a data blob ``encode_blob`` encoded, unless known; returns whether added."""
+        self._ensure_index()
+        return self._saver.save_encoded(BlobType.DATA, blob_id, stored, uncompressed_length)
+
     def _stored_blob(self, t: BlobType, blob_id: bytes) -> tuple[bytes, PackedBlob, str]:
         self._ensure_index()
         entry = self.index.lookup(t, blob_id)

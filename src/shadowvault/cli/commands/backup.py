@@ -145,10 +145,12 @@ def run(app: App, args: argparse.Namespace) -> int:
         opts.run_databases = [d for other in options if other is not opts for d in other.databases]
     if args.dry_run:
         return _dry_run(app, runs, options)
-    if any(opts.databases for opts in options):
-        # Before the prewarm, scan and blob threads exist: each thread that allocates before the
-        # limit gets a malloc arena of its own, where freed dump buffers stay resident.
-        bound_malloc_arenas()
+    # Before the prewarm, scan and blob threads exist: each thread that allocates before the limit
+    # gets a malloc arena of its own, where freed chunk, compressed and sealed buffers (and dump
+    # buffers) stay resident. Measured for files too (2026-11-30, 97 MiB of big files plus 175 MiB
+    # of small ones, load ~8): peak RSS 178-186 -> 126-129 MiB, wall within noise, +0.5 s system
+    # time (buffers of a MiB and more are mmapped each time).
+    bound_malloc_arenas()
     # Opening the repository is mostly waiting (key derivation, the lock's settling pause, the
     # index); the sources' metadata is read into the cache meanwhile.
     warm = api.prewarm([s for opts in options for s in opts.sources])

@@ -44,7 +44,7 @@ _STDERR_LINES = 20
 
 
 def bound_malloc_arenas() -> None:
-    """Keep glibc from holding freed dump buffers for the rest of the process.
+    """Keep glibc from holding freed chunk and dump buffers for the rest of the process (every backup).
 
     Two settings, both measured on dumps streamed through two blob workers: at most two malloc
     arenas (each thread otherwise gets its own, and the megabyte-sized chunk, compressed and

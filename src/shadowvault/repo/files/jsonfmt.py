@@ -51,12 +51,38 @@ def _local_offset(seconds: int) -> int:
         return 0
 
 
+# (seconds, offset or None for local time, utc) → (text up to the seconds, zone). Trees hold three
+# timestamps per node and the files of one directory mostly share their seconds: a tree of small
+# files spent half its encoding time in localtime, timedelta and strftime. The cache is dropped
+# whenever the local zone may have changed: time.localtime (localtime_r) reads TZ again only in
+# time.tzset(), which always replaces the time.tzname tuple.
+_FORMATTED: dict[tuple[int, int | None, bool], tuple[str, str]] = {}
+_FORMATTED_MAX = 1 << 16
+_formatted_zone: object = None
+
+
 def format_time(ns: int, *, utc: bool = False, offset: int | None = None) -> str:
     """RFC 3339 with nanoseconds like Go's ``time.RFC3339Nano``, in local time unless ``utc``.
 
     ``offset`` (seconds east of UTC) writes the time in that fixed offset instead.
     """
+    global _formatted_zone
     seconds, frac = divmod(ns, _NS)
+    if time.tzname is not _formatted_zone or len(_FORMATTED) >= _FORMATTED_MAX:
+        _FORMATTED.clear()
+        _formatted_zone = time.tzname
+    key = (seconds, offset, utc)
+    parts = _FORMATTED.get(key)
+    if parts is None:
+        parts = _FORMATTED[key] = _format_seconds(seconds, utc, offset)
+    head, zone = parts
+    if frac:
+        return f"{head}.{frac:09d}".rstrip("0") + zone
+    return head + zone
+
+
+def _format_seconds(seconds: int, utc: bool, offset: int | None) -> tuple[str, str]:
+    """``format_time`` without the fraction: the text up to the seconds and the zone suffix."""
     if offset is None:
         offset = 0 if utc else _local_offset(seconds)
     try:
@@ -67,13 +93,11 @@ def format_time(ns: int, *, utc: bool = False, offset: int | None = None) -> str
     text = local.strftime("%Y-%m-%dT%H:%M:%S")
     if local.year < 1000:
         text = f"{local.year:04d}" + text[text.index("-") :]
-    if frac:
-        text += "." + f"{frac:09d}".rstrip("0")
     if offset == 0:
-        return text + "Z"
+        return text, "Z"
     sign = "+" if offset > 0 else "-"
     hours, minutes = divmod(abs(offset) // 60, 60)
-    return f"{text}{sign}{hours:02d}:{minutes:02d}"
+    return text, f"{sign}{hours:02d}:{minutes:02d}"
 
 
 # "YYYY-MM-DDTHH:MM:SS" → seconds since the epoch, read as UTC. Trees hold three timestamps per
