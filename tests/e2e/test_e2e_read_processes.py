@@ -66,6 +66,13 @@ def _done(sink: Any) -> list[tuple[str, dict[str, object]]]:
     return [(e.path, e.outcome.to_json()) for e in sink.events if isinstance(e, FileDone)]
 
 
+def _verdicts(done: dict[str, dict[str, Any]]) -> dict[str, tuple[object, ...]]:
+    return {
+        p: (o["class"], o.get("reason"), sorted(str(w.get("command")) for w in o.get("writers", [])))
+        for p, o in done.items()
+    }
+
+
 def test_workers_give_the_outcomes_and_snapshot_of_the_walking_thread(
     tmp_path: Path, clean_counts: list[int]
 ) -> None:
@@ -100,7 +107,9 @@ def test_workers_give_the_outcomes_and_snapshot_of_the_walking_thread(
     # Every small plain file went through a worker in the second run (none in the first).
     assert clean_counts[0] > 600, clean_counts
     without, with_workers = ({p: o for p, o in run if not p.endswith("growing.log")} for run in runs)
-    assert without == with_workers
+    # Class, reason and writers per file; not the messages and attempt counts, which follow the
+    # machine's timing (a lease break under load) in either run.
+    assert _verdicts(without) == _verdicts(with_workers)
     assert [p for p, _ in runs[0]] == [p for p, _ in runs[1]]  # the walk's order of events
     held = with_workers[str(src / "held.log")]
     assert "svholder" in json.dumps(held["writers"]), held
