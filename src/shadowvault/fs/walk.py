@@ -170,12 +170,15 @@ class Selector:
         return self.marker_in(path) is not None
 
 
-def walk(roots: Iterable[bytes], selector: Selector, on_error: ErrorFunc) -> Iterator[tuple[bytes, FileMeta]]:
+def walk(
+    roots: Iterable[bytes], selector: Selector, on_error: ErrorFunc, *, with_xattrs: bool = True
+) -> Iterator[tuple[bytes, FileMeta]]:
     """Yield ``(path, meta)`` for every selected entry under ``roots``, depth first, each
     directory before its contents and siblings in bytewise order.
 
     Roots are made absolute and taken in the order given (duplicates once); a root is subject
     to the same selection as everything else. Errors go to ``on_error`` and the walk goes on.
+    ``with_xattrs=False`` leaves ``meta.xattrs`` empty (one ``listxattr`` less per entry).
     """
     seen: set[bytes] = set()
     for root in roots:
@@ -184,7 +187,7 @@ def walk(roots: Iterable[bytes], selector: Selector, on_error: ErrorFunc) -> Ite
             continue
         seen.add(root)
         try:
-            meta = read_meta(root)
+            meta = read_meta(root, with_xattrs=with_xattrs)
         except OSError as e:
             on_error(root, e)
             continue
@@ -192,7 +195,7 @@ def walk(roots: Iterable[bytes], selector: Selector, on_error: ErrorFunc) -> Ite
             continue
         yield root, meta
         if selector.descend(root, meta):
-            yield from _walk_below(root, selector, on_error)
+            yield from _walk_below(root, selector, on_error, with_xattrs)
 
 
 def _children(path: bytes, on_error: ErrorFunc) -> list[bytes]:
@@ -201,10 +204,13 @@ def _children(path: bytes, on_error: ErrorFunc) -> list[bytes]:
     except OSError as e:
         on_error(path, e)
         return []
-    return [os.path.join(path, name) for name in names]
+    prefix = path if path.endswith(b"/") else path + b"/"  # os.path.join, without its per-call checks
+    return [prefix + name for name in names]
 
 
-def _walk_below(top: bytes, selector: Selector, on_error: ErrorFunc) -> Iterator[tuple[bytes, FileMeta]]:
+def _walk_below(
+    top: bytes, selector: Selector, on_error: ErrorFunc, with_xattrs: bool
+) -> Iterator[tuple[bytes, FileMeta]]:
     # An explicit stack of iterators: deep trees must not hit Python's recursion limit.
     stack: list[Iterator[bytes]] = [iter(_children(top, on_error))]
     while stack:
@@ -213,7 +219,7 @@ def _walk_below(top: bytes, selector: Selector, on_error: ErrorFunc) -> Iterator
             stack.pop()
             continue
         try:
-            meta = read_meta(path)
+            meta = read_meta(path, with_xattrs=with_xattrs)
         except OSError as e:
             on_error(path, e)
             continue
