@@ -296,7 +296,7 @@ def test_unprivileged_user_gets_one_lease_warning_and_stat_classes(repo: Path, t
     script = (
         "import os, sys\n"
         "from shadowvault.cli import main\n"
-        "import shadowvault.config, shadowvault.cli.commands.init\n"
+        "import shadowvault.config, shadowvault.cli.commands.init, shadowvault.cli.commands.backup\n"
         # The interpreter lives under /root here: load lazily imported codecs before dropping root.
         "import encodings.ascii, encodings.latin_1, encodings.utf_8, encodings.idna\n"
         "os.setgid(65534); os.setuid(65534)\n"

@@ -124,7 +124,8 @@ def test_unreadable_key_file_for_an_unprivileged_user(repo: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import os; from shadowvault.cli import main; import shadowvault.config; "
+            "import os; from shadowvault.cli import main; "
+            "import shadowvault.config, shadowvault.cli.commands.snapshots; "
             "os.setgid(65534); os.setuid(65534); raise SystemExit(main(['snapshots']))",
         ],
         capture_output=True,

@@ -285,7 +285,7 @@ def test_database_in_a_read_only_directory(repo: Path, src: Path, tmp_path: Path
 UNPRIVILEGED = (
     "import os, sys\n"
     "from shadowvault.cli import main\n"
-    "import shadowvault.config, shadowvault.cli.commands.init\n"
+    "import shadowvault.config, shadowvault.cli.commands.init, shadowvault.cli.commands.backup\n"
     "import encodings.ascii, encodings.latin_1, encodings.utf_8, encodings.idna\n"
     "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
     "assert main(['init', '--repo', sys.argv[1]]) == 0\n"

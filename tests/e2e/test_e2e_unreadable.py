@@ -21,6 +21,7 @@ AS_NOBODY = (
     "import os, sys\n"
     "from shadowvault.cli import main\n"
     "import shadowvault.config, shadowvault.cli.commands\n"
+    "shadowvault.cli.commands.load_all()  # command modules are imported when first used\n"
     # The interpreter lives under /root here: load lazily imported codecs before dropping root.
     "import encodings.ascii, encodings.latin_1, encodings.utf_8, encodings.idna\n"
     "os.setgid(65534); os.setuid(65534)\n"

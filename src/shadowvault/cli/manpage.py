@@ -14,7 +14,7 @@ about unless run through preconv. This generator walks the same parsers in about
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import ModuleType
 
@@ -77,7 +77,7 @@ def _command(name: str, module: ModuleType, parser: argparse.ArgumentParser) -> 
 def manpage(
     root: argparse.ArgumentParser,
     parsers: dict[str, argparse.ArgumentParser],
-    commands: dict[str, ModuleType],
+    commands: Mapping[str, ModuleType],
 ) -> str:
     """The whole page (roff, ASCII only)."""
     date = datetime.now(UTC).strftime("%Y-%m-%d")

@@ -25,7 +25,7 @@ import argparse
 import functools
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -249,7 +249,7 @@ class CommandLine:
     only for the top-level help, a mistyped command, or a completion script.
     """
 
-    def __init__(self, commands: dict[str, ModuleType]) -> None:
+    def __init__(self, commands: Mapping[str, ModuleType]) -> None:
         self.commands = commands
         self._parsers: dict[str, Parser] = {}
         self._root: Parser | None = None

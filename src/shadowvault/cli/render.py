@@ -6,6 +6,7 @@ Only ``suspect`` and ``failed`` files are listed individually (every file in
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from shadowvault.engine.events import (
     Event,
     FileDone,
     FileRetryScheduled,
+    FilesUnchanged,
     Progress,
     SessionSummary,
     Warning_,
@@ -91,6 +93,14 @@ class BackupRenderer:
                 else:
                     self._line(outcome_line(event.path, event.outcome.to_json()))
             self._status()
+        elif isinstance(event, FilesUnchanged):
+            self.files += len(event)
+            self.bytes += event.total_size
+            self.current = os.fsdecode(event.paths[-1])
+            if self.app.verbose >= 2 and not self.app.quiet:
+                for path, size in event.files():
+                    self._verbose_line("unchanged", path, size)
+            self._status()
         elif isinstance(event, FileRetryScheduled):
             if self.app.json:
                 self.app.emit(event.to_json())
@@ -119,17 +129,15 @@ class BackupRenderer:
             status = "unchanged"
         else:
             status = "modified" if event.in_parent else "new"
+        self._verbose_line(status, event.path, event.size)
+
+    def _verbose_line(self, status: str, path: str, size: int) -> None:
         if self.app.json:
             self.app.emit(
-                {
-                    "message_type": "verbose_status",
-                    "action": status,
-                    "item": event.path,
-                    "data_size": event.size,
-                }
+                {"message_type": "verbose_status", "action": status, "item": path, "data_size": size}
             )
         else:
-            self._line(f"{status:<10}{event.path}, {human_bytes(event.size)}")
+            self._line(f"{status:<10}{path}, {human_bytes(size)}")
 
     def _line(self, text: str) -> None:
         if self.live is not None:

@@ -24,6 +24,9 @@ narrowed when opened.
 
 Paths are stored twice: as exact bytes (``path_raw``) and as text for people and queries, with
 undecodable bytes shown as ``\\xNN``.
+
+The process identity and its liveness check are ``engine.liveness``; the records this log gives
+back (``SessionRecord``, ``FileRecord``) are ``engine.activity_records`` (both re-exported here).
 """
 
 from __future__ import annotations
@@ -33,14 +36,15 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from shadowvault import interrupts
 from shadowvault.errors import FatalError, UsageError
+
+from .activity_records import FileRecord, SessionRecord, SessionStatus
+from .liveness import ProcessIdentity, current_identity, is_stale, process_start_ticks, read_boot_id
 
 __all__ = [
     "ActivityLog",
@@ -51,11 +55,9 @@ __all__ = [
     "current_identity",
     "is_stale",
     "log_path",
+    "process_start_ticks",
 ]
 
-# "partial": a snapshot was written but the set stopped early (stop_on_errors, stop_at).
-# "missed": a scheduled run that could not start inside its window (nothing was read).
-SessionStatus = Literal["running", "completed", "partial", "failed", "interrupted", "missed"]
 _FINAL_STATUSES = ("completed", "partial", "failed", "interrupted", "missed")
 _SCHEMA_VERSION = 2
 # Version 1 had no repository column; it is added in place, so existing logs keep working.
@@ -107,54 +109,6 @@ CREATE TABLE IF NOT EXISTS warnings (
 """
 
 
-@dataclass(frozen=True)
-class ProcessIdentity:
-    """Who runs a session: pid, the kernel boot it runs in, and its start time in clock ticks.
-
-    The start time tells a live session from an unrelated process that got the same pid later.
-    """
-
-    pid: int
-    boot_id: str
-    start_ticks: int | None
-
-
-@dataclass(frozen=True)
-class SessionRecord:
-    """One session as listed (``status`` already says "interrupted" for dead running ones)."""
-
-    id: int
-    set_name: str | None
-    host: str
-    pid: int
-    started: datetime
-    ended: datetime | None
-    status: SessionStatus
-    bytes_read: int
-    bytes_added: int
-    counts: dict[str, int]
-    snapshot_id: str | None
-    exit_code: int | None
-    warnings: list[str] = field(default_factory=list)
-    repository: str | None = None
-
-
-@dataclass(frozen=True)
-class FileRecord:
-    """One file recorded in a session. ``path`` is for display; ``path_bytes`` is exact."""
-
-    session_id: int
-    path: str
-    path_bytes: bytes
-    classification: str
-    reason: str | None
-    message: str | None
-    attempts: int
-    writers: list[Any]
-    detail: dict[str, Any]
-    recorded: datetime
-
-
 def log_path(state_dir: Path, repository_id: str | None) -> Path:
     """Where the activity log of a repository lives (``None``: the per-user log)."""
     if repository_id is None:
@@ -178,47 +132,6 @@ def _private(path: Path) -> None:
         side = Path(f"{path}{extra}")
         if side.exists():
             os.chmod(side, 0o600)
-
-
-def _read_boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """Start time of a *live* process in clock ticks since boot; ``None`` if gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) may contain blanks and parentheses: split after the last ")".
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):  # killed but not yet reaped: no longer running anything
-        return None
-    return int(fields[19])  # field 22 of proc_pid_stat(5), counting from field 3 here
-
-
-def current_identity() -> ProcessIdentity:
-    """The identity of the calling process."""
-    pid = os.getpid()
-    return ProcessIdentity(pid, _read_boot_id(), process_start_ticks(pid))
-
-
-def is_stale(stored: ProcessIdentity, boot_id: str, start_ticks_of: Callable[[int], int | None]) -> bool:
-    """True when the process that ran a session can no longer be running it.
-
-    Pure apart from ``start_ticks_of`` (pid → start ticks or ``None``), so it is testable alone.
-    """
-    if stored.boot_id and boot_id and stored.boot_id != boot_id:
-        return True
-    ticks = start_ticks_of(stored.pid)
-    if ticks is None:
-        return True
-    return stored.start_ticks is not None and ticks != stored.start_ticks
 
 
 def _display(text: str) -> str:
@@ -489,7 +402,7 @@ class ActivityLog:
         return [f for f in self.files(sid) if f.reason in DUMP_REASONS]
 
     def _records(self, query: str, params: list[Any]) -> list[SessionRecord]:
-        boot_id = _read_boot_id()
+        boot_id = read_boot_id()
         result: list[SessionRecord] = []
         with self._lock:
             self.flush()

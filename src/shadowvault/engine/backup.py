@@ -118,8 +118,9 @@ class BackupSession:
     def __init__(self, repo: BackupRepo, options: BackupOptions, sink: EventSink) -> None:
         self.repo = repo
         self.opt = options
-        self.sink = sink
         self.counters = SessionCounters(sink)
+        # Every event leaves through the counters, after the unchanged files walked before it.
+        self.sink: EventSink = self.counters.sink
         self.stop = StopState(options.stop_when, self._warn)
         self.builder = TreeBuilder(repo.save_tree)
         self.trees = TreeSaver(self.builder)
@@ -128,6 +129,12 @@ class BackupSession:
 
     def run(self) -> BackupResult:
         """Back up every source; write the snapshot unless nothing could be read at all."""
+        try:
+            return self._run()
+        finally:
+            self.counters.flush()  # a session that fails still reports the unchanged files it walked
+
+    def _run(self) -> BackupResult:
         start = time.time()
         for src in self.sources:
             if not os.path.lexists(src):

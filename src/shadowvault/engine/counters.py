@@ -13,23 +13,34 @@ import threading
 import time
 from typing import Any
 
-from .events import EventSink, FileDone, Progress, SessionSummary
+from .events import Event, EventSink, FileDone, FilesUnchanged, Progress, SessionSummary
 from .outcomes import FileRecord, Outcome
 from .summary import Counts, exit_code
 
 _PROGRESS_EVERY = 0.25
+_UNCHANGED_BATCH = 1000
+"""Unchanged files reported in one ``FilesUnchanged`` event at most."""
 
 
 class SessionCounters:
     """Running totals of one backup session and the events and summaries made from them."""
 
     def __init__(self, sink: EventSink) -> None:
-        self.sink = sink
+        self._sink = sink
         self.counts = Counts()
+        self._unchanged_paths: list[bytes] = []
+        self._unchanged_sizes: list[int] = []
         self.outcomes: list[FileRecord] = []  # every non-ok outcome (and notable ok ones)
         self._added = [0, 0]  # data blobs and bytes added, by the worker threads
         self._added_lock = threading.Lock()
         self._last_progress = 0.0
+
+    def sink(self, event: Event) -> None:
+        """The session's event sink: every event goes out through here, after the unchanged files
+        walked before it (so the order of events is the walk's)."""
+        if self._unchanged_paths:
+            self._flush_unchanged()
+        self._sink(event)
 
     # ----- recording ----------------------------------------------------------------------------
 
@@ -43,11 +54,29 @@ class SessionCounters:
             self._added[0] += count
             self._added[1] += size
 
-    def unchanged(self, path: str, size: int) -> None:
-        """A file whose content was taken from the parent snapshot."""
-        self.counts.unchanged += 1
-        self.counts.add_class("ok")
-        self.sink(FileDone(path, size, Outcome.reused(), reused=True))
+    def unchanged(self, path: bytes, size: int) -> None:
+        """A file whose content was taken from the parent snapshot (``path`` as walked).
+
+        Counted now, reported with its neighbours in one ``FilesUnchanged`` event (see there).
+        """
+        c = self.counts
+        c.unchanged += 1
+        c.ok += 1
+        paths = self._unchanged_paths
+        paths.append(path)
+        self._unchanged_sizes.append(size)
+        if len(paths) >= _UNCHANGED_BATCH:
+            self._flush_unchanged()
+
+    def flush(self) -> None:
+        """Report the unchanged files not reported yet (the end of a session that failed)."""
+        if self._unchanged_paths:
+            self._flush_unchanged()
+
+    def _flush_unchanged(self) -> None:
+        event = FilesUnchanged(self._unchanged_paths, self._unchanged_sizes)
+        self._unchanged_paths, self._unchanged_sizes = [], []
+        self._sink(event)
 
     def read(self, path: str, size: int, outcome: Outcome, *, keep: bool, in_parent: bool = False) -> None:
         """A file that was read reached ``outcome`` (``keep``: listed in the snapshot)."""

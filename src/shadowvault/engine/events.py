@@ -7,6 +7,8 @@ progress display or as JSON lines; tests collect them in a list.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -58,6 +60,40 @@ class FileDone(Event):
     def to_json(self) -> dict[str, Any]:
         """Plain dict for ``--json`` output, the outcome as its JSON."""
         return {**super().to_json(), "outcome": self.outcome.to_json()}
+
+
+@dataclass(frozen=True)
+class FilesUnchanged(Event):
+    """Files whose content was taken from the parent snapshot (class ok, nothing read), in walk order.
+
+    They are reported together, up to a thousand at a time, not as one ``FileDone`` each: a
+    no-change backup of 200,000 files spent ~0.35 s of its time making and passing on per-file
+    events (issue 10). A batch is always sent before any other event that follows its files, so
+    the order of events is the walk's. ``paths`` are the paths as walked (bytes, ``os.fsdecode``
+    gives the text a ``FileDone`` would carry); ``sizes[i]`` is the size of ``paths[i]``.
+    """
+
+    paths: list[bytes]
+    sizes: list[int]
+    kind: str = field(init=False, default="files_unchanged")
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def total_size(self) -> int:
+        """The files' total size."""
+        return sum(self.sizes)
+
+    def files(self) -> Iterator[tuple[str, int]]:
+        """(path as text, size) of every file, in walk order."""
+        decode = os.fsdecode
+        for path, size in zip(self.paths, self.sizes, strict=True):
+            yield decode(path), size
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts only (``-vv`` lists the files as restic's ``verbose_status`` lines)."""
+        return {"message_type": self.kind, "files": len(self.paths), "bytes": self.total_size}
 
 
 @dataclass(frozen=True)

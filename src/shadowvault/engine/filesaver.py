@@ -165,7 +165,7 @@ class FileSaver:
             and all(self.repo.has_blob(BlobType.DATA, b) for b in parent_node.content or [])
         ):
             d.add(PendingFile(meta, meta.size, list(parent_node.content or []), None))
-            self.counters.unchanged(os.fsdecode(orig), meta.size)
+            self.counters.unchanged(orig, meta.size)
             return
         if self._reading and (
             view is not None or orig.endswith(COMPANION_SUFFIXES) or self.dbs.may_take_over(orig)

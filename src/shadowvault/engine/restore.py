@@ -17,6 +17,10 @@ created by the first worker that writes it and finished (length, metadata) by
 whichever worker writes its last blob. Directory metadata is applied last,
 deepest first, because creating children changes a directory's times. All-zero
 blocks become holes, so sparse files stay sparse.
+
+This module is the walk and the plan (selection, directories, special files, existing entries,
+metadata); the worker side (reading a pack's planned blobs, writing, creating and finishing files)
+is ``engine.restore_write.ContentWriter``, which ``RestoreSession`` extends.
 """
 
 from __future__ import annotations
@@ -36,21 +40,14 @@ from shadowvault.errors import FatalError, UsageError
 from shadowvault.fs import ExcludeMatcher
 from shadowvault.repo import BlobType, Node
 from shadowvault.repo.files.pack import PackedBlob
-from shadowvault.repo.repository import PACK_READ_WINDOW
 
 from .diskfull import SpaceGuard
 from .events import EventSink, Warning_
 from .existing import existing_matches
 from .nodes import node_outcome, posix_permissions
 from .ports import RestoreRepo
+from .restore_write import CREATE_BATCH, TASK_BYTES, ContentWriter, FileJob, Placements
 
-_HOLE_BLOCK = 64 * 1024
-_ZEROS = memoryview(bytes(_HOLE_BLOCK))
-_CREATE_BATCH = 64
-_TASK_BYTES = PACK_READ_WINDOW
-"""Stored bytes of one pack planned before they go to a worker (during the walk)."""
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-_REOPEN = os.O_WRONLY | os.O_CLOEXEC
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
 
@@ -100,32 +97,6 @@ class RestoreResult:
         return 3 if (self.errors or self.skipped_existing) else 0
 
 
-class _FileJob:
-    """One regular file being restored: how many blob copies are still to be written.
-
-    Workers writing different blobs of the same file share this record; ``lock``
-    guards creation (exactly one ``O_EXCL`` open) and the countdown, so the
-    worker that writes the last blob is the one that finishes the file.
-    """
-
-    __slots__ = ("created", "dest", "end", "failed", "lock", "node", "pending", "size")
-
-    def __init__(self, dest: bytes, node: Node) -> None:
-        self.dest = dest
-        self.node = node
-        self.size = 0  # sum of the blobs' plaintext lengths: the restored length
-        self.pending = 0
-        self.end = 0  # highest offset written so far; below ``size`` means trailing hole
-        self.created = False
-        self.failed = False
-        self.lock = threading.Lock()
-
-
-_Targets = list[tuple[_FileJob, int]]
-_Placements = dict[bytes, tuple[PackedBlob | None, _Targets]]
-"""Blob id → its pack header entry (None: not indexed yet) and every (file, offset) it goes to."""
-
-
 @dataclass
 class _WalkFrame:
     """A snapshot directory being restored: its nodes left, whether it is selected as a whole
@@ -139,7 +110,7 @@ class _WalkFrame:
     any_selected: bool = False
 
 
-class RestoreSession:
+class RestoreSession(ContentWriter):
     """Restores one snapshot (or part of it) into ``options.target``."""
 
     def __init__(self, repo: RestoreRepo, options: RestoreOptions, sink: EventSink) -> None:
@@ -149,6 +120,7 @@ class RestoreSession:
             raise UsageError(f"--overwrite {options.overwrite}: choose one of {', '.join(OVERWRITE_MODES)}")
         self.repo = repo
         self.opt = options
+        self._overwrite = options.overwrite
         self.sink = sink
         self.result = RestoreResult()
         self.target = os.fsencode(os.path.abspath(options.target))
@@ -160,16 +132,18 @@ class RestoreSession:
         self._deferred_links: list[tuple[bytes, bytes, Node]] = []
         # Pack name (None: blobs not in the index yet) → its wanted blobs not yet
         # handed to a worker, in walk order, and their stored bytes.
-        self._plan: dict[str | None, _Placements] = {}
+        self._plan: dict[str | None, Placements] = {}
         self._plan_bytes: dict[str, int] = {}
-        self._empty: list[_FileJob] = []
+        self._empty: list[FileJob] = []
         # The workers restore packs (and create empty files) while the walk goes on,
         # so decoding and the kernel's file creation overlap the tree parsing. Not
         # with include filters, which may create a parent after its children.
         self._early = self._include is None
-        self._to_create: list[_FileJob] = []
+        self._to_create: list[FileJob] = []
         self._tasks: list[Future[None]] = []
-        self._not_restored: list[_FileJob] = []
+        self._waited = 0
+        self._max_queued = 0  # set with the worker count
+        self._not_restored: list[FileJob] = []
         self._report_lock = threading.Lock()
         self._space = SpaceGuard(self.target, keep_going=options.keep_going)
         # Progress, read by a display while the restore runs (written under _report_lock).
@@ -201,6 +175,7 @@ class RestoreSession:
         try:
             with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
                 self._pool = pool
+                self._max_queued = 4 * workers
                 self._walk(tree_id, b"", ancestor_included=False, fresh=fresh)
                 self.planned = True
                 self._submit_creates()
@@ -225,7 +200,7 @@ class RestoreSession:
             self._warn(self._space.message(self.result.bytes))
         for job in self._not_restored:
             self.result.files -= 1
-            self.result.bytes -= job.node.size
+            self.result.bytes -= job.node_size
         for link, first, node in self._deferred_links:
             self._link(link, first, node)
         for path, node in reversed(self._dirs):
@@ -418,7 +393,7 @@ class RestoreSession:
 
     def _plan_file(self, dest: bytes, node: Node) -> None:
         """Record where each blob of the file goes; the file is written once its packs are read."""
-        job = _FileJob(dest, node)
+        job = FileJob(dest, node)
         offset = 0
         ready: list[str] = []
         plan = self._plan
@@ -434,7 +409,7 @@ class RestoreSession:
                 length = entry.plaintext_length
                 planned = self._plan_bytes.get(pack, 0) + entry.length
                 self._plan_bytes[pack] = planned
-                if planned >= _TASK_BYTES and self._early:
+                if planned >= TASK_BYTES and self._early:
                     ready.append(pack)
             blobs = plan.get(pack)
             if blobs is None:
@@ -452,7 +427,7 @@ class RestoreSession:
         if not job.pending:
             if self._early:
                 self._to_create.append(job)
-                if len(self._to_create) >= _CREATE_BATCH:
+                if len(self._to_create) >= CREATE_BATCH:
                     self._submit_creates()
             else:
                 self._empty.append(job)
@@ -462,148 +437,12 @@ class RestoreSession:
             if pack in plan:
                 self._submit_pack(pack)
 
-    # ----- writing file contents (worker threads) -----------------------------------------------
-
-    def _submit_pack(self, pack: str | None) -> None:
-        """Hand the planned blobs of ``pack`` to a worker; later ones start a new plan."""
-        blobs = self._plan.pop(pack)
-        if pack is not None:
-            del self._plan_bytes[pack]
-        if self._space.stopped:
-            return  # the target is full: the walk only finishes counting what was wanted
-        self._tasks.append(self._pool.submit(self._restore_pack, pack, blobs))
-
-    def _pack_blobs(self, pack: str | None, blobs: _Placements) -> Iterator[tuple[bytes, bytes]]:
-        """(id, verified plaintext) of the wanted blobs of one pack, read in few large ranges."""
-        if pack is None:
-            for blob_id in blobs:
-                yield blob_id, self.repo.load_blob(BlobType.DATA, blob_id)
-            return
-        entries = [entry for entry, _ in blobs.values() if entry is not None]
-        for entry, data in self.repo.load_pack_blobs(pack, entries):
-            yield entry.id, data
-
-    def _restore_pack(self, pack: str | None, blobs: _Placements) -> None:
-        """Write every copy of every wanted blob of one pack; finish files whose last blob this was."""
-        job: _FileJob | None = None
-        fd = -1
-        try:
-            for blob_id, data in self._pack_blobs(pack, blobs):
-                if self._space.stopped:
-                    return
-                for target, offset in blobs[blob_id][1]:
-                    if target is not job:
-                        # Consecutive blobs of a pack mostly belong to the same file:
-                        # keep its descriptor open across them.
-                        if fd >= 0:
-                            os.close(fd)
-                        job, fd = target, -1
-                        fd = self._open(job)
-                    end = -1
-                    if fd >= 0 and not job.failed:
-                        try:
-                            end = _write_sparse(fd, data, offset)
-                        except OSError as e:
-                            self._fail(job, e)
-                        with self._report_lock:
-                            self.bytes_written += len(data)
-                    with job.lock:
-                        job.pending -= 1
-                        if end > job.end:
-                            job.end = end
-                        last = job.pending == 0
-                    if last:
-                        if fd >= 0:
-                            self._finish(job, fd)
-                        job, fd = None, -1
-        finally:
-            if fd >= 0:
-                os.close(fd)
-
-    def _submit_creates(self) -> None:
-        if self._to_create:
-            self._tasks.append(self._pool.submit(self._create_files, self._to_create))
-            self._to_create = []
-
-    def _create_files(self, jobs: list[_FileJob]) -> None:
-        """Create and finish files without content (the others are created by their first write)."""
-        for job in jobs:
-            fd = self._open(job)
-            if fd >= 0:
-                self._finish(job, fd)
-
-    def _open(self, job: _FileJob) -> int:
-        """A write descriptor for the job's file, creating it on first use; -1 when it failed."""
-        with job.lock:
-            if job.failed:
-                return -1
-            try:
-                if job.created:
-                    return os.open(job.dest, _REOPEN)
-                fd = os.open(job.dest, _CREATE, 0o600)
-                job.created = True
-                return fd
-            except FileExistsError as e:
-                job.failed = True
-                if self.opt.overwrite != "never":  # something appeared after the unlink: report
-                    self._error(job.dest, e)
-                else:
-                    # Counted as a file when planned; the main thread takes it back
-                    # (it may be counting other files right now, so not from here).
-                    self._not_restored.append(job)
-                    self._skipped_existing(job.dest)
-                return -1
-            except OSError as e:
-                job.failed = True
-                self._error(job.dest, e)
-                return -1
-
-    def _fail(self, job: _FileJob, e: OSError) -> None:
-        with job.lock:
-            first = not job.failed
-            job.failed = True
-        if first:
-            self._error(job.dest, e)
-
-    def _finish(self, job: _FileJob, fd: int) -> None:
-        """Give the file its length (trailing hole) and metadata, then close ``fd``."""
-        try:
-            if job.failed:
-                return
-            try:
-                if job.end != job.size:
-                    os.ftruncate(fd, job.size)
-            except OSError as e:
-                self._error(job.dest, e)
-                return
-            self._apply_meta_fd(fd, job.dest, job.node)
-            with self._report_lock:
-                self.files_written += 1
-        finally:
-            os.close(fd)
-
     def _link(self, dest: bytes, first: bytes, node: Node) -> None:
         try:
             os.link(first, dest)
             self.result.files += 1
         except OSError as e:
             self._error(dest, e)
-
-    def _apply_meta_fd(self, fd: int, path: bytes, node: Node) -> None:
-        """``_apply_meta`` for a regular file through its open descriptor (no path lookups)."""
-        try:
-            if self._is_root:
-                os.chown(fd, node.uid, node.gid)
-            os.chmod(fd, posix_permissions(node.mode))
-            for name, value in node.extended_attributes:
-                try:
-                    os.setxattr(fd, name, value)
-                except OSError as e:
-                    if e.errno not in (errno.ENOTSUP, errno.EPERM):
-                        raise
-            os.utime(fd, ns=(node.atime, node.mtime))
-        except OSError as e:
-            self._error(path, e)
 
     def _apply_meta(self, path: bytes, node: Node) -> None:
         """Owner (as root), permissions, xattrs and times; symlinks get owner and times only."""
@@ -641,42 +480,3 @@ class RestoreSession:
         # Workers report too: one message at a time reaches the sink.
         with self._report_lock:
             self.sink(Warning_(message))
-
-
-def _write_sparse(fd: int, data: bytes, offset: int) -> int:
-    """``pwrite`` ``data`` at ``offset`` leaving all-zero 64 KiB blocks as holes.
-
-    Returns the end offset of the last byte written, or -1 when everything was zero.
-    Runs of non-zero blocks go out in one write each.
-    """
-    n = len(data)
-    if n <= _HOLE_BLOCK:  # most blobs: one block, no slicing
-        if data.startswith(_ZEROS[:n]):
-            return -1
-        written = os.pwrite(fd, data, offset)
-        if written == n:
-            return offset + n
-        return _pwrite_all(fd, memoryview(data)[written:], offset + written)
-    view = memoryview(data)
-    end = -1
-    run = -1  # start of the current run of non-zero blocks
-    for start in range(0, n, _HOLE_BLOCK):
-        # startswith compares in place; comparing memoryviews goes byte by byte.
-        if not data.startswith(_ZEROS[: min(_HOLE_BLOCK, n - start)], start):
-            if run < 0:
-                run = start
-        elif run >= 0:
-            end = _pwrite_all(fd, view[run:start], offset + run)
-            run = -1
-    if run >= 0:
-        end = _pwrite_all(fd, view[run:], offset + run)
-    return end
-
-
-def _pwrite_all(fd: int, chunk: memoryview, pos: int) -> int:
-    """Write all of ``chunk`` at ``pos``; returns the end offset."""
-    while chunk:
-        written = os.pwrite(fd, chunk, pos)
-        chunk = chunk[written:]
-        pos += written
-    return pos

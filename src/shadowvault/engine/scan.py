@@ -10,10 +10,14 @@ ends, finished or not. :func:`dry_run` is the same walk done in the foreground f
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from shadowvault.fs import Selector, list_dir, read_meta, walk
 
@@ -21,7 +25,11 @@ from .backup import BackupOptions
 
 
 class TotalsScan:
-    """Counts the files and bytes under ``options.sources`` in a background thread."""
+    """Counts the files and bytes under ``options.sources`` beside the backup.
+
+    The walk runs in a child process (``python -m shadowvault.fs.count``, see there why) whose
+    running totals a daemon thread reads; where no child can be started it runs in that thread.
+    """
 
     def __init__(self, options: BackupOptions) -> None:
         self.files = 0
@@ -29,6 +37,7 @@ class TotalsScan:
         self.done = False
         self._stop = threading.Event()
         self._options = options
+        self._child: subprocess.Popen[str] | None = None
         self._thread = threading.Thread(target=self._run, name="scan", daemon=True)
 
     def start(self) -> TotalsScan:
@@ -39,8 +48,79 @@ class TotalsScan:
     def stop(self) -> None:
         """Stop the walk (the counts stay as they are)."""
         self._stop.set()
+        child = self._child
+        if child is not None and child.poll() is None:
+            child.kill()
+            child.wait()
+
+    def _spec(self) -> dict[str, Any]:
+        opt = self._options
+        return {
+            "roots": list(opt.sources),
+            "exclude": list(opt.excludes),
+            "exclude_if_present": list(opt.exclude_if_present),
+            "one_file_system": opt.one_file_system,
+            "use_default_excludes": opt.use_default_excludes,
+            "excluded_paths": [str(p) for p in opt.excluded_paths],
+        }
 
     def _run(self) -> None:
+        try:
+            child = self._start_child()
+        except OSError:
+            child = None  # no interpreter to start (dropped privileges, say): count here
+        if self._stop.is_set():
+            return
+        if child is None:
+            self._run_here()
+        else:
+            self._read(child)
+
+    def _start_child(self) -> subprocess.Popen[str] | None:
+        env = dict(os.environ)
+        # The child imports this package from where the parent did (a checkout, a virtualenv).
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "shadowvault.fs.count"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            text=True,
+            errors="replace",
+        )
+        self._child = child
+        assert child.stdin is not None
+        try:
+            with child.stdin:
+                if not self._stop.is_set():
+                    child.stdin.write(json.dumps(self._spec()))
+        except OSError:
+            self._stop.set()
+        if self._stop.is_set():  # stopped while it started
+            self.stop()
+            assert child.stdout is not None
+            child.stdout.close()
+        return child
+
+    def _read(self, child: subprocess.Popen[str]) -> None:
+        assert child.stdout is not None
+        with child.stdout:
+            for line in child.stdout:
+                words = line.split()
+                final = words[:1] == ["done"]
+                if final:
+                    words = words[1:]
+                if len(words) != 2 or not all(w.isdigit() for w in words):
+                    break
+                self.files, self.bytes = int(words[0]), int(words[1])
+                if final:
+                    self.done = True
+                    break
+        child.wait()
+
+    def _run_here(self) -> None:
         opt = self._options
         try:
             selector = Selector.for_roots(
@@ -52,8 +132,6 @@ class TotalsScan:
                 excluded_paths=opt.excluded_paths,
             )
             roots = [os.fsencode(s) for s in opt.sources]
-            # Totals need sizes only: no listxattr per entry (a second one for every file, beside the
-            # backup's own, competing with it for the GIL).
             for _, meta in walk(roots, selector, lambda _path, _err: None, with_xattrs=False):
                 if self._stop.is_set():
                     return

@@ -33,7 +33,7 @@ from shadowvault.snapshots import SnapshotMode
 
 from .activity import ActivityLog, SessionStatus
 from .backup import BackupOptions, BackupResult, BackupSession
-from .events import Event, EventSink, FileDone, SessionSummary, Warning_
+from .events import Event, EventSink, FileDone, FilesUnchanged, SessionSummary, Warning_
 from .summary import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_SOME_SUSPECT, EXIT_USAGE
 
 __all__ = [
@@ -231,6 +231,11 @@ class ActivityRecorder:
                 if event.reused:
                     outcome.setdefault("reason", "unchanged")
                 self.log.record_file(self.session_id, event.path, outcome)
+        elif isinstance(event, FilesUnchanged):
+            self.counts["ok"] = self.counts.get("ok", 0) + len(event)
+            if self.detailed:
+                for path in event.paths:
+                    self.log.record_file(self.session_id, path, {"class": "ok", "reason": "unchanged"})
         elif isinstance(event, Warning_):
             self.log.warn(self.session_id, event.message)
         elif isinstance(event, SessionSummary):

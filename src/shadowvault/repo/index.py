@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from shadowvault.repo.files.index import IndexFile
 from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.ids import BlobType
 
 
-@dataclass(frozen=True)
-class IndexEntry:
-    """Where one blob is stored."""
+class IndexEntry(NamedTuple):
+    """Where one blob is stored.
+
+    A named tuple, not a frozen dataclass: the master index holds one per blob (200,000 for a
+    tree of small files), and a tuple is built in a third of the time and takes less memory.
+    """
 
     pack_id: bytes
     blob: PackedBlob
@@ -40,11 +43,14 @@ class MasterIndex:
         with self._lock:
             known = self._packs.setdefault(pack_id, [])
             seen = {(b.type, b.id) for b in known}
+            index = self._blobs
             for b in blobs:
-                if (b.type, b.id) not in seen:
+                key = (b.type, b.id)
+                if key not in seen:
                     known.append(b)
-                    seen.add((b.type, b.id))
-                self._blobs.setdefault((b.type, b.id), IndexEntry(pack_id, b))
+                    seen.add(key)
+                if key not in index:
+                    index[key] = IndexEntry(pack_id, b)
             if new:
                 self._new_packs.append(pack_id)
 

@@ -71,10 +71,15 @@ def _pack_doc(pack_id: bytes, blobs: Sequence[PackedBlob]) -> dict[str, Any]:
     return {"id": pack_id.hex(), "blobs": out}
 
 
+_BLOB_TYPES = {t.value: t for t in BlobType}
+
+
 def _blob_from_doc(doc: dict[str, Any]) -> PackedBlob:
     ulen = doc.get("uncompressed_length")
+    kind = doc["type"]
     return PackedBlob(
-        type=BlobType(doc["type"]),
+        # A dictionary lookup instead of the enum's call (once per blob of every index file).
+        type=_BLOB_TYPES[kind] if kind in _BLOB_TYPES else BlobType(kind),
         id=parse_id(doc["id"]),
         offset=int(doc["offset"]),
         length=int(doc["length"]),

@@ -31,9 +31,12 @@ _TYPE_BYTE = {
 _BYTE_TYPE = {v: k for k, v in _TYPE_BYTE.items()}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackedBlob:
-    """One blob's place in a pack. ``uncompressed_length`` is None for uncompressed blobs."""
+    """One blob's place in a pack. ``uncompressed_length`` is None for uncompressed blobs.
+
+    With slots: the master index holds one per blob (no instance dictionary each).
+    """
 
     type: BlobType
     id: bytes

@@ -1,0 +1,305 @@
+"""The worker side of a restore: planned blobs of a pack → bytes in the restored files.
+
+``RestoreSession`` (``engine.restore``) walks the snapshot and plans, per pack, which blob goes to
+which (file, offset); this base class holds what the worker threads do with such a plan: read the
+pack's wanted blobs in few large ranges (``RestoreRepo.load_pack_blobs``: verified and decoded),
+``pwrite`` every copy of each blob with all-zero 64 KiB blocks left as holes, create each file on its
+first write (exactly one ``O_EXCL`` open) and finish it (length, owner, mode, xattrs, times through
+its descriptor) with its last one. Files without content are created in batches. Errors are
+per file and reported through the session's ``_error`` / ``_skipped_existing``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from shadowvault.repo import BlobType, Node
+from shadowvault.repo.files.pack import PackedBlob
+from shadowvault.repo.repository import PACK_READ_WINDOW
+
+from .diskfull import SpaceGuard
+from .nodes import posix_permissions
+from .ports import RestoreRepo
+
+__all__ = ["CREATE_BATCH", "TASK_BYTES", "ContentWriter", "FileJob", "Placements"]
+
+_HOLE_BLOCK = 64 * 1024
+_ZEROS = memoryview(bytes(_HOLE_BLOCK))
+CREATE_BATCH = 64
+TASK_BYTES = PACK_READ_WINDOW
+"""Stored bytes of one pack planned before they go to a worker (during the walk)."""
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_REOPEN = os.O_WRONLY | os.O_CLOEXEC
+
+
+class FileJob:
+    """One regular file being restored: how many blob copies are still to be written.
+
+    Workers writing different blobs of the same file share this record; ``lock``
+    guards creation (exactly one ``O_EXCL`` open) and the countdown, so the
+    worker that writes the last blob is the one that finishes the file.
+
+    It keeps the few node fields the finish needs, not the ``Node``: the walk plans files far
+    ahead of the workers, and a node (a dict of 21 fields, its content ids) per planned file was
+    most of a restore's peak memory on many small files.
+    """
+
+    __slots__ = (
+        "atime",
+        "created",
+        "dest",
+        "end",
+        "failed",
+        "gid",
+        "lock",
+        "mode",
+        "mtime",
+        "node_size",
+        "pending",
+        "size",
+        "uid",
+        "xattrs",
+    )
+
+    def __init__(self, dest: bytes, node: Node) -> None:
+        self.dest = dest
+        self.uid, self.gid, self.mode = node.uid, node.gid, node.mode
+        self.xattrs = node.extended_attributes or None
+        self.atime, self.mtime = node.atime, node.mtime
+        self.node_size = node.size  # the size the snapshot records (counted when planned)
+        self.size = 0  # sum of the blobs' plaintext lengths: the restored length
+        self.pending = 0
+        self.end = 0  # highest offset written so far; below ``size`` means trailing hole
+        self.created = False
+        self.failed = False
+        self.lock = threading.Lock()
+
+
+Targets = list[tuple[FileJob, int]]
+Placements = dict[bytes, tuple[PackedBlob | None, Targets]]
+"""Blob id → its pack header entry (None: not indexed yet) and every (file, offset) it goes to."""
+
+
+class ContentWriter:
+    """Writes planned blobs into files from worker threads (see the module docstring).
+
+    ``RestoreSession`` subclasses it: the attributes below are set by its ``__init__``.
+    """
+
+    repo: RestoreRepo
+    _pool: ThreadPoolExecutor
+    _plan: dict[str | None, Placements]
+    _plan_bytes: dict[str, int]
+    _to_create: list[FileJob]
+    _tasks: list[Future[None]]
+    _max_queued: int
+    """Tasks the walk may hand the workers ahead of them (then it waits for the oldest)."""
+    _waited: int
+    """``_tasks[:_waited]`` are done: the walk waited for them."""
+    _not_restored: list[FileJob]
+    _report_lock: threading.Lock
+    _space: SpaceGuard
+    _is_root: bool
+    _overwrite: str
+    bytes_written: int
+    files_written: int
+
+    def _error(self, path: bytes, e: OSError) -> None:
+        raise NotImplementedError
+
+    def _skipped_existing(self, dest: bytes) -> None:
+        raise NotImplementedError
+
+    def _submit_pack(self, pack: str | None) -> None:
+        """Hand the planned blobs of ``pack`` to a worker; later ones start a new plan."""
+        blobs = self._plan.pop(pack)
+        if pack is not None:
+            del self._plan_bytes[pack]
+        if self._space.stopped:
+            return  # the target is full: the walk only finishes counting what was wanted
+        self._tasks.append(self._pool.submit(self._restore_pack, pack, blobs))
+        self._bound_queue()
+
+    def _bound_queue(self) -> None:
+        """Wait while more than ``_max_queued`` tasks are queued or running (walking thread only).
+
+        The walk plans files faster than the workers create and write them when files are small,
+        and a planned file holds memory until it is written: with 200,000 files of 0-2 KiB the
+        whole snapshot was planned before a tenth of it was written. Waiting for the oldest task
+        bounds that by the queue, not by the snapshot's size. No task waits for the walk (a pack's
+        plan is handed over only at a file boundary), so this cannot deadlock.
+        """
+        tasks = self._tasks
+        while len(tasks) - self._waited > self._max_queued:
+            tasks[self._waited].result()
+            self._waited += 1
+
+    def _pack_blobs(self, pack: str | None, blobs: Placements) -> Iterator[tuple[bytes, bytes]]:
+        """(id, verified plaintext) of the wanted blobs of one pack, read in few large ranges."""
+        if pack is None:
+            for blob_id in blobs:
+                yield blob_id, self.repo.load_blob(BlobType.DATA, blob_id)
+            return
+        entries = [entry for entry, _ in blobs.values() if entry is not None]
+        for entry, data in self.repo.load_pack_blobs(pack, entries):
+            yield entry.id, data
+
+    def _restore_pack(self, pack: str | None, blobs: Placements) -> None:
+        """Write every copy of every wanted blob of one pack; finish files whose last blob this was."""
+        job: FileJob | None = None
+        fd = -1
+        try:
+            for blob_id, data in self._pack_blobs(pack, blobs):
+                if self._space.stopped:
+                    return
+                for target, offset in blobs[blob_id][1]:
+                    if target is not job:
+                        # Consecutive blobs of a pack mostly belong to the same file:
+                        # keep its descriptor open across them.
+                        if fd >= 0:
+                            os.close(fd)
+                        job, fd = target, -1
+                        fd = self._open(job)
+                    end = -1
+                    if fd >= 0 and not job.failed:
+                        try:
+                            end = _write_sparse(fd, data, offset)
+                        except OSError as e:
+                            self._fail(job, e)
+                        with self._report_lock:
+                            self.bytes_written += len(data)
+                    with job.lock:
+                        job.pending -= 1
+                        if end > job.end:
+                            job.end = end
+                        last = job.pending == 0
+                    if last:
+                        if fd >= 0:
+                            self._finish(job, fd)
+                        job, fd = None, -1
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _submit_creates(self) -> None:
+        if self._to_create:
+            self._tasks.append(self._pool.submit(self._create_files, self._to_create))
+            self._to_create = []
+            self._bound_queue()
+
+    def _create_files(self, jobs: list[FileJob]) -> None:
+        """Create and finish files without content (the others are created by their first write)."""
+        for job in jobs:
+            fd = self._open(job)
+            if fd >= 0:
+                self._finish(job, fd)
+
+    def _open(self, job: FileJob) -> int:
+        """A write descriptor for the job's file, creating it on first use; -1 when it failed."""
+        with job.lock:
+            if job.failed:
+                return -1
+            try:
+                if job.created:
+                    return os.open(job.dest, _REOPEN)
+                fd = os.open(job.dest, _CREATE, 0o600)
+                job.created = True
+                return fd
+            except FileExistsError as e:
+                job.failed = True
+                if self._overwrite != "never":  # something appeared after the unlink: report
+                    self._error(job.dest, e)
+                else:
+                    # Counted as a file when planned; the main thread takes it back
+                    # (it may be counting other files right now, so not from here).
+                    self._not_restored.append(job)
+                    self._skipped_existing(job.dest)
+                return -1
+            except OSError as e:
+                job.failed = True
+                self._error(job.dest, e)
+                return -1
+
+    def _fail(self, job: FileJob, e: OSError) -> None:
+        with job.lock:
+            first = not job.failed
+            job.failed = True
+        if first:
+            self._error(job.dest, e)
+
+    def _finish(self, job: FileJob, fd: int) -> None:
+        """Give the file its length (trailing hole) and metadata, then close ``fd``."""
+        try:
+            if job.failed:
+                return
+            try:
+                if job.end != job.size:
+                    os.ftruncate(fd, job.size)
+            except OSError as e:
+                self._error(job.dest, e)
+                return
+            self._apply_meta_fd(fd, job)
+            with self._report_lock:
+                self.files_written += 1
+        finally:
+            os.close(fd)
+
+    def _apply_meta_fd(self, fd: int, job: FileJob) -> None:
+        """Owner (as root), permissions, xattrs and times of a regular file, through its open
+        descriptor (no path lookups)."""
+        try:
+            if self._is_root:
+                os.chown(fd, job.uid, job.gid)
+            os.chmod(fd, posix_permissions(job.mode))
+            for name, value in job.xattrs or ():
+                try:
+                    os.setxattr(fd, name, value)
+                except OSError as e:
+                    if e.errno not in (errno.ENOTSUP, errno.EPERM):
+                        raise
+            os.utime(fd, ns=(job.atime, job.mtime))
+        except OSError as e:
+            self._error(job.dest, e)
+
+
+def _write_sparse(fd: int, data: bytes, offset: int) -> int:
+    """``pwrite`` ``data`` at ``offset`` leaving all-zero 64 KiB blocks as holes.
+
+    Returns the end offset of the last byte written, or -1 when everything was zero.
+    Runs of non-zero blocks go out in one write each.
+    """
+    n = len(data)
+    if n <= _HOLE_BLOCK:  # most blobs: one block, no slicing
+        if data.startswith(_ZEROS[:n]):
+            return -1
+        written = os.pwrite(fd, data, offset)
+        if written == n:
+            return offset + n
+        return _pwrite_all(fd, memoryview(data)[written:], offset + written)
+    view = memoryview(data)
+    end = -1
+    run = -1  # start of the current run of non-zero blocks
+    for start in range(0, n, _HOLE_BLOCK):
+        # startswith compares in place; comparing memoryviews goes byte by byte.
+        if not data.startswith(_ZEROS[: min(_HOLE_BLOCK, n - start)], start):
+            if run < 0:
+                run = start
+        elif run >= 0:
+            end = _pwrite_all(fd, view[run:start], offset + run)
+            run = -1
+    if run >= 0:
+        end = _pwrite_all(fd, view[run:], offset + run)
+    return end
+
+
+def _pwrite_all(fd: int, chunk: memoryview, pos: int) -> int:
+    """Write all of ``chunk`` at ``pos``; returns the end offset."""
+    while chunk:
+        written = os.pwrite(fd, chunk, pos)
+        chunk = chunk[written:]
+        pos += written
+    return pos
