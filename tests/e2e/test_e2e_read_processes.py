@@ -195,6 +195,44 @@ def test_a_dead_worker_leaves_its_files_to_the_walking_thread(tmp_path: Path) ->
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_workers_are_left_alone_when_nothing_comes_out_clean(tmp_path: Path) -> None:
+    """Where no file comes out clean (no lease without being the owner, NFS, FUSE; here: every file
+    starts with the SQLite header, which workers leave to the walking thread), every file would be
+    read twice: after a few batches the walking thread stops handing files to the workers."""
+    import shadowvault as api
+
+    files = []
+    for i in range(6 * procread._BATCH):
+        p = tmp_path / f"f{i:03d}"
+        p.write_bytes(b"SQLite format 3\x00" + os.urandom(200))
+        files.append(os.fsencode(p))
+    repo = api.init_repository(str(tmp_path / "repo"), PASSWORD)
+    try:
+        pool = ReadProcesses(
+            2,
+            strategy=Strategy.TRY_DENY_WRITE,
+            retry=RetryPolicy(times=0, interval=0, on_change=False),
+            encode=repo.encode_blob,
+            save_encoded=repo.save_encoded_blob,
+            on_added=lambda _n: None,
+        )
+        try:
+            taken = []
+            for f in files:
+                h = pool.submit(f)
+                if h is None:
+                    break
+                taken.append(h)
+                assert h.result() is None  # a SQLite header: read by the walking thread
+            assert pool.clean == 0
+            assert procread._GIVE_UP_AFTER <= len(taken) < len(files), len(taken)
+            assert pool.submit(files[-1]) is None
+        finally:
+            pool.close()
+    finally:
+        repo.close()
+
+
 def _running(pid: int) -> bool:
     """Alive and not a zombie (an exited orphan waits for whoever reaps orphans here)."""
     try:

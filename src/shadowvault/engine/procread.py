@@ -54,6 +54,7 @@ _BATCH = 64  # files per request
 _PER_WORKER = 3  # requests in flight per worker
 _EXIT_WAIT = 5.0
 _HANDSHAKE_MS = 10_000
+_GIVE_UP_AFTER = 4 * _BATCH  # files answered, none clean: the workers are not used any further
 _READY = b"ready"
 
 # What a worker sends back per file: None ("read it here"), or the attempt, size, blob id (None
@@ -124,6 +125,7 @@ class ReadProcesses:
         self._handles: list[ReadHandle] = []
         self._open: _Request | None = None
         self.clean = 0  # files the workers read clean (the rest were read by the walking thread)
+        self.answered = 0  # files the workers answered for, clean or not
         for _ in range(n):
             ours, theirs = Pipe()
             pid = os.fork()
@@ -165,6 +167,10 @@ class ReadProcesses:
 
     def submit(self, path: bytes) -> ReadHandle | None:
         """Queue ``path`` for a worker; None when no worker is left (read it here)."""
+        if self.answered >= _GIVE_UP_AFTER and not self.clean:
+            # Nothing came out clean so far (no lease here: not the files' owner without
+            # CAP_LEASE, NFS, FUSE): every file would be read twice, so read them here only.
+            return None
         if self._open is None:
             worker = self._pick()
             if worker is None:
@@ -243,6 +249,7 @@ class ReadProcesses:
                 self._on_added(size)
             results.append(CleanRead(attempt, size, blob_id))
             self.clean += 1
+        self.answered += len(raw)
         req.results = results
 
     def _lost(self, worker: _Worker) -> None:
