@@ -271,6 +271,11 @@ class FileSaver:
             w, meta, strategy, fut = q.popleft()
             got = fut.result()
             self._flush_warnings()
+            if self.stop.stopping:
+                # The walk stopped (stop_on_errors, stop_at, a signal) after this file was handed to
+                # a reader: left out like the entries the walk did not reach, not read or failed.
+                self.builder.settle(w.dir, w.slot, None)
+                continue
             if isinstance(got, _Read):
                 self._decide(w, meta, strategy, not w.plain_only, got)
             elif got is None:
