@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,7 +100,8 @@ def test_a_directory_with_200000_entries_backs_up_and_restores(tmp_path: Path) -
     mine = tmp_path / "mine"
     sv("restore", "latest", "--target", str(mine), repo=repo, timeout=1200)
     assert describe(mine / str(src).lstrip("/")) == want
-    shutil.rmtree(mine)
+    # ``mine`` stays: removing 200,000 files right before restic creates as many would make ext4 scan
+    # past the freed inodes on file creation (bench/README.md).
     theirs = tmp_path / "theirs"
     restic("restore", "latest", "--target", str(theirs), repo=repo, timeout=1200)
     assert describe(theirs / str(src).lstrip("/")) == want
