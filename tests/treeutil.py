@@ -61,6 +61,15 @@ def restic(
     return p
 
 
+def add_small_files(root: Path, dirs: int) -> None:
+    """``dirs`` directories ``many-N`` of 150 random files of 0-2,993 bytes each under ``root``."""
+    for d in range(dirs):
+        sub = root / f"many-{d}"
+        sub.mkdir()
+        for i in range(150):
+            (sub / f"f{i:03d}").write_bytes(os.urandom(i * 7 % 3000))
+
+
 def make_full_tree(root: Path, *, devices: bool) -> None:
     """Every file type the engine handles, odd names, xattrs, hard links, sparse and empty files."""
     root.mkdir(parents=True, exist_ok=True)

@@ -7,16 +7,12 @@ import os
 import sqlite3
 from pathlib import Path
 
-from treeutil import describe, make_full_tree, restic, sv
+from treeutil import add_small_files, describe, make_full_tree, restic, sv
 
 
 def _tree(src: Path) -> None:
     make_full_tree(src, devices=False)
-    for d in range(8):
-        sub = src / f"many-{d}"
-        sub.mkdir()
-        for i in range(150):
-            (sub / f"f{i:03d}").write_bytes(os.urandom(i * 7 % 3000))
+    add_small_files(src, 8)
     (src / "big-a.bin").write_bytes(os.urandom(5 * 1024 * 1024))  # several chunks each
     (src / "big-b.bin").write_bytes(os.urandom(3 * 1024 * 1024 + 17))
 

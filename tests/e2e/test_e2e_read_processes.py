@@ -9,7 +9,7 @@ import os
 import signal
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from tests.openfiles.of_helpers import APPEND_LOOP, HOLD_OPEN_FOR_WRITING, Child
 from shadowvault.engine import procread
 from shadowvault.engine.procread import ReadProcesses
 from shadowvault.openfiles import RetryPolicy, Strategy
-from treeutil import PASSWORD, describe, make_full_tree, restic, sv
+from treeutil import PASSWORD, add_small_files, describe, make_full_tree, restic, sv
 
 
 @pytest.fixture
@@ -38,11 +38,7 @@ def clean_counts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 def _tree(src: Path) -> None:
     make_full_tree(src, devices=False)
-    for d in range(4):
-        sub = src / f"many-{d}"
-        sub.mkdir()
-        for i in range(150):
-            (sub / f"f{i:03d}").write_bytes(os.urandom(i * 7 % 3000))
+    add_small_files(src, 4)
     (src / "empty").write_bytes(b"")
     (src / "dup-a").write_bytes(b"same content")
     (src / "dup-b").write_bytes(b"same content")
@@ -153,6 +149,18 @@ def test_a_first_backup_from_the_command_line_uses_workers_and_restores_identica
     assert restored == expected
 
 
+def _two_workers(repo: Any, on_added: Callable[[int], None]) -> ReadProcesses:
+    """Two reader processes for ``repo``'s blobs, the default strategy, no retries."""
+    return ReadProcesses(
+        2,
+        strategy=Strategy.TRY_DENY_WRITE,
+        retry=RetryPolicy(times=0, interval=0, on_change=False),
+        encode=repo.encode_blob,
+        save_encoded=repo.save_encoded_blob,
+        on_added=on_added,
+    )
+
+
 def test_a_dead_worker_leaves_its_files_to_the_walking_thread(tmp_path: Path) -> None:
     """Requests of a worker that died come back as "read it here"; the other worker goes on."""
     import shadowvault as api
@@ -165,14 +173,7 @@ def test_a_dead_worker_leaves_its_files_to_the_walking_thread(tmp_path: Path) ->
     repo = api.init_repository(str(tmp_path / "repo"), PASSWORD)
     added: list[int] = []
     try:
-        pool = ReadProcesses(
-            2,
-            strategy=Strategy.TRY_DENY_WRITE,
-            retry=RetryPolicy(times=0, interval=0, on_change=False),
-            encode=repo.encode_blob,
-            save_encoded=repo.save_encoded_blob,
-            on_added=added.append,
-        )
+        pool = _two_workers(repo, added.append)
         try:
             assert all(w.alive for w in pool._workers)  # both answered their handshake
             first = pool._workers[0]
@@ -208,14 +209,7 @@ def test_workers_are_left_alone_when_nothing_comes_out_clean(tmp_path: Path) -> 
         files.append(os.fsencode(p))
     repo = api.init_repository(str(tmp_path / "repo"), PASSWORD)
     try:
-        pool = ReadProcesses(
-            2,
-            strategy=Strategy.TRY_DENY_WRITE,
-            retry=RetryPolicy(times=0, interval=0, on_change=False),
-            encode=repo.encode_blob,
-            save_encoded=repo.save_encoded_blob,
-            on_added=lambda _n: None,
-        )
+        pool = _two_workers(repo, lambda _n: None)
         try:
             taken = []
             for f in files:
