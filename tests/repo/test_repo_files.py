@@ -281,3 +281,9 @@ def test_blob_decompression_falls_back_for_several_frames_and_rejects_wrong_leng
         compression.decompress(comp.compress(first), 5)
     with pytest.raises(ValueError, match="corrupt"):
         compression.decompress(b"\x28\xb5\x2f\xfd" + os.urandom(40), 100)
+    # A damaged header declaring 2**50 bytes (random bytes did so now and then: the
+    # one-shot decoder allocated the declared size and raised MemoryError).
+    huge = b"\x28\xb5\x2f\xfd\xe0" + (2**50).to_bytes(8, "little") + bytes(range(40))
+    for expected in (100, None):
+        with pytest.raises(ValueError, match="corrupt"):
+            compression.decompress(huge, expected)

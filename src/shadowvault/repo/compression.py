@@ -56,12 +56,20 @@ def decompress(data: bytes | bytearray | memoryview, expected_length: int | None
         # Blobs are one frame of known size: one call, without the streaming decoder's
         # 128 KiB steps (each retakes the GIL and grows the result). Anything unusual
         # (several frames, a wrong size, damage) is left to the careful path below.
+        # The one-shot call allocates what the frame header declares, whatever
+        # max_output_size says, so a damaged header declaring petabytes raised
+        # MemoryError: only a header declaring exactly the expected size takes it.
         try:
-            out = _decompressor().decompress(data, max_output_size=expected_length)
+            declared = zstandard.frame_content_size(data)
         except zstandard.ZstdError:
-            out = b""
-        if len(out) == expected_length:
-            return out
+            declared = -1
+        if declared == expected_length:
+            try:
+                out = _decompressor().decompress(data, max_output_size=expected_length)
+            except zstandard.ZstdError:
+                out = b""
+            if len(out) == expected_length:
+                return out
     try:
         out = _decompressor().decompressobj(read_across_frames=True).decompress(data)
     except zstandard.ZstdError as exc:
