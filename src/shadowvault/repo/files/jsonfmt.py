@@ -23,6 +23,8 @@ _NS = 1_000_000_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
+# One encoder for every document (json.dumps with options builds a new one per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 _RFC3339 = re.compile(
     r"^(-?\d{4,})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|z|[+-]\d\d:\d\d)$",
@@ -31,7 +33,13 @@ _RFC3339 = re.compile(
 
 def dumps(doc: Any) -> bytes:
     """Compact JSON as Go's ``json.Marshal`` writes it (key order as given)."""
-    text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _ENCODER.encode(doc)
+    if text.isascii():
+        # Most documents (trees of ASCII names) hold neither surrogates nor U+2028/9: two
+        # regular-expression passes over every tree cost more than encoding it (issue 10).
+        if "<" in text or ">" in text or "&" in text:
+            text = _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group(0)], text)
+        return text.encode("ascii")
     # Lone surrogates come from undecodable file names (surrogateescape); Go
     # would write U+FFFD for the invalid bytes, so do we.
     text = _SURROGATE.sub("\ufffd", text)

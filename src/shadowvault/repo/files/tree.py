@@ -146,18 +146,33 @@ class Node:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object in restic's key order, empty ``omitempty`` fields left out."""
-        d: dict[str, Any] = {"name": go_quote(_fsencode(self.name)), "type": self.type}
+        # Written out field by field, and a timestamp equal to mtime formatted once: this runs
+        # for every entry of every backup on the walking thread (issue 10).
+        name = self.name
+        if not (name.isascii() and name.isprintable() and '"' not in name and "\\" not in name):
+            name = go_quote(_fsencode(name))
+        d: dict[str, Any] = {"name": name, "type": self.type}
         if self.mode:
             d["mode"] = self.mode
-        d["mtime"] = jsonfmt.format_time(self.mtime)
-        d["atime"] = jsonfmt.format_time(self.atime)
-        d["ctime"] = jsonfmt.format_time(self.ctime)
+        fmt = jsonfmt.format_time
+        mtime, atime, ctime = self.mtime, self.atime, self.ctime
+        d["mtime"] = m = fmt(mtime)
+        d["atime"] = m if atime == mtime else fmt(atime)
+        d["ctime"] = m if ctime == mtime else fmt(ctime)
         d["uid"] = self.uid
         d["gid"] = self.gid
-        for key in ("user", "group", "inode", "device_id", "size", "links"):
-            value = getattr(self, key)
-            if value:
-                d[key] = value
+        if self.user:
+            d["user"] = self.user
+        if self.group:
+            d["group"] = self.group
+        if self.inode:
+            d["inode"] = self.inode
+        if self.device_id:
+            d["device_id"] = self.device_id
+        if self.size:
+            d["size"] = self.size
+        if self.links:
+            d["links"] = self.links
         if self.linktarget:
             raw = _fsencode(self.linktarget)
             d["linktarget"] = self.linktarget
@@ -177,9 +192,10 @@ class Node:
             d["subtree"] = self.subtree.hex()
         if self.error:
             d["error"] = self.error
-        for key, value in self.extra.items():
-            if key not in d:
-                d[key] = value
+        if self.extra:
+            for key, value in self.extra.items():
+                if key not in d:
+                    d[key] = value
         return d
 
     @classmethod
