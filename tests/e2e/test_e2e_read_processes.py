@@ -149,6 +149,24 @@ def test_a_first_backup_from_the_command_line_uses_workers_and_restores_identica
     assert restored == expected
 
 
+def test_long_paths_of_files_near_the_blob_limit_do_not_hang_the_backup(tmp_path: Path) -> None:
+    """Requests of 64 paths of 3 KiB each filled the connection to a worker that was itself
+    blocked sending back 64 blobs of 60 KiB: both waited for ever (the backup hung)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("reader processes are used from two CPUs on")
+    src, repo = tmp_path / "src", tmp_path / "repo"
+    deep = src.joinpath(*[f"{i:02d}" * 100 for i in range(16)])
+    assert len(os.fsencode(deep)) > 3200
+    deep.mkdir(parents=True)
+    for i in range(800):
+        (deep / f"f{i:04d}").write_bytes(os.urandom(60_000))
+    sv("init", repo=repo)
+    out = sv("backup", "--json", str(src), repo=repo, timeout=120).stdout
+    summary = [json.loads(line) for line in out.splitlines() if '"summary"' in line][-1]
+    assert summary["exit_code"] == 0 and summary["files_ok"] == 800, summary
+    restic("check", "--read-data", repo=repo)
+
+
 def _two_workers(repo: Any, on_added: Callable[[int], None]) -> ReadProcesses:
     """Two reader processes for ``repo``'s blobs, the default strategy, no retries."""
     return ReadProcesses(
