@@ -36,6 +36,7 @@ from shadowvault.snapshots import SnapshotMode, SnapshotSession
 from shadowvault.version import __version__
 
 from .blobstage import BlobStage
+from .collector import CollectorPause
 from .counters import SessionCounters
 from .dbcapture import DEFAULT_BUSY_TIMEOUT
 from .events import EventSink, Warning_
@@ -146,6 +147,8 @@ class BackupSession:
         parent_root = parent_children(self.repo, parent_tree)
         workers = self.opt.workers or max(2, os.cpu_count() or 2)
         with ExitStack() as stack:
+            # First, so that reader processes fork with it frozen and it resumes last.
+            collector = stack.enter_context(CollectorPause())
             pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="blob"))
             blobs = BlobStage(self.repo, pool, self.counters)
             readahead = ReadAhead()
@@ -183,6 +186,7 @@ class BackupSession:
                 files=files,
                 trees=self.trees,
                 stop=self.stop,
+                collector=collector,
             )
             walker.backup_sources(root)
             files.drain_retries()

@@ -26,7 +26,6 @@ is ``engine.restore_write.ContentWriter``, which ``RestoreSession`` extends.
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import shutil
 import stat
@@ -41,6 +40,7 @@ from shadowvault.fs import ExcludeMatcher
 from shadowvault.repo import BlobType, Node
 from shadowvault.repo.files.pack import PackedBlob
 
+from .collector import CollectorPause
 from .diskfull import SpaceGuard
 from .events import EventSink, Warning_
 from .existing import existing_matches
@@ -143,6 +143,7 @@ class RestoreSession(ContentWriter):
         self._tasks: list[Future[None]] = []
         self._waited = 0
         self._max_queued = 0  # set with the worker count
+        self._collector = CollectorPause()
         self._not_restored: list[FileJob] = []
         self._report_lock = threading.Lock()
         self._space = SpaceGuard(self.target, keep_going=options.keep_going)
@@ -166,34 +167,27 @@ class RestoreSession(ContentWriter):
         # all busy while the others decode and write (2 workers on a 2-core machine left two of
         # the four SFTP/S3 connections idle and every worker alternating download and decode).
         workers = self.opt.workers or max(2, os.cpu_count() or 2, self.repo.parallel_reads())
-        # The walk allocates hundreds of thousands of small objects (nodes, plans)
-        # and none of them form cycles, yet each allocation burst triggers the cycle
-        # collector, which then also scans the whole index: about a tenth of the
-        # restore's CPU time, all of it holding the GIL the workers need.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
-                self._pool = pool
-                self._max_queued = 4 * workers
-                self._walk(tree_id, b"", ancestor_included=False, fresh=fresh)
-                self.planned = True
-                self._submit_creates()
-                # Every directory exists now (include filters may create parents after
-                # their children were planned), so the remaining files can be created.
-                for job in self._empty:
-                    fd = self._open(job)
-                    if fd >= 0:
-                        self._finish(job, fd)
-                for name in list(self._plan):
-                    self._submit_pack(name)
-                for fut in self._tasks:
-                    # OSErrors are per-file and already reported; anything else (a blob
-                    # failing verification, an unreadable pack) ends the restore.
-                    fut.result()
-        finally:
-            if gc_was_enabled:
-                gc.enable()
+        # The walk allocates hundreds of thousands of small objects (nodes, plans) without
+        # cycles, yet each allocation burst ran the cycle collector over the whole index: about
+        # a tenth of the restore's CPU time, holding the GIL the workers need (engine.collector).
+        with self._collector, ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
+            self._pool = pool
+            self._max_queued = 4 * workers
+            self._walk(tree_id, b"", ancestor_included=False, fresh=fresh)
+            self.planned = True
+            self._submit_creates()
+            # Every directory exists now (include filters may create parents after
+            # their children were planned), so the remaining files can be created.
+            for job in self._empty:
+                fd = self._open(job)
+                if fd >= 0:
+                    self._finish(job, fd)
+            for name in list(self._plan):
+                self._submit_pack(name)
+            for fut in self._tasks:
+                # OSErrors are per-file and already reported; anything else (a blob
+                # failing verification, an unreadable pack) ends the restore.
+                fut.result()
         if self._space.stopped:
             raise FatalError(self._space.message(self.result.bytes))
         if self._space.failures:
@@ -259,6 +253,7 @@ class RestoreSession(ContentWriter):
     def _nodes(self, tree_id: bytes | None, rel: bytes, included: bool, fresh: bool) -> Iterator[Node]:
         """The nodes of a directory about to be walked (``--delete`` tidies it first)."""
         nodes = self.repo.load_tree(tree_id).nodes if tree_id is not None else []
+        self._collector.tick(len(nodes))
         if self.opt.delete and not fresh and (included or self._include is None):
             self._delete_extra(rel, {n.name.encode(_FS_ENCODING, _FS_ERRORS) for n in nodes})
         return iter(nodes)

@@ -32,6 +32,7 @@ from shadowvault.openfiles import Reason
 from shadowvault.repo import Node
 from shadowvault.snapshots import DEFAULT_PREFIX, SnapshotMode, SnapshotSession, SnapshotView
 
+from .collector import CollectorPause
 from .filesaver import FileSaver, renamed
 from .nodes import node_from_meta
 from .parent import indexed_tree
@@ -91,6 +92,7 @@ class Walker:
         files: FileSaver,
         trees: TreeSaver,
         stop: StopState,
+        collector: CollectorPause,
     ) -> None:
         self.repo = repo
         self.opt = opt
@@ -101,6 +103,9 @@ class Walker:
         self.trees = trees
         self.builder = trees.builder
         self.stop = stop
+        self.collector = collector
+        self._internal_of: tuple[Path, ...] = ()
+        self._internal_raw: frozenset[bytes] = frozenset()
         excludes = list(opt.excludes)
         if opt.use_default_excludes:
             excludes = builtin_excludes(sources) + excludes
@@ -202,6 +207,7 @@ class Walker:
         except OSError as e:
             self._dir_failed(d, orig, e, is_source)
             return None
+        self.collector.tick(len(names))
         if self.opt.force or d.parent_nodes is None:
             self.readahead.directory(read_path, names)
         if view is None:
@@ -266,7 +272,11 @@ class Walker:
         if name.startswith(_INTERNAL_PREFIX):
             return True
         paths = self.snaps.internal_paths
-        return bool(paths) and any(orig == os.fsencode(str(p)) for p in paths)
+        if not paths:
+            return False
+        if paths is not self._internal_of:  # the session's tuple changes only when it makes one
+            self._internal_of, self._internal_raw = paths, frozenset(os.fsencode(p) for p in paths)
+        return orig in self._internal_raw
 
     def _dir_failed(self, d: PendingDir, orig: bytes, error: OSError, is_source: bool) -> None:
         """A directory that cannot be listed is a failed entry, left out of the tree like a failed

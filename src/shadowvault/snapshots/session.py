@@ -132,6 +132,7 @@ class SnapshotSession:
         self._open = False
         self._views: dict[Path, SnapshotView | None] = {}
         self._created: list[tuple[SnapshotProvider, Handle]] = []
+        self._internal: tuple[Path, ...] = ()  # of _created, kept with it: asked per walked entry
         #: None: pre_snapshot not run yet; "": ran fine (or none set); else why it failed
         self._pre_state: str | None = None
         self._old_sigterm: Any = None
@@ -185,7 +186,10 @@ class SnapshotSession:
     @property
     def internal_paths(self) -> tuple[Path, ...]:
         """Live paths of snapshot dirs and work dirs this session made: a walk should skip them."""
-        return tuple(h.path for _, h in self._created if h.path is not None)
+        return self._internal
+
+    def _created_changed(self) -> None:
+        self._internal = tuple(h.path for _, h in self._created if h.path is not None)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -276,6 +280,7 @@ class SnapshotSession:
                     with signals_held():
                         handle = provider.create(answer, self._prefix, self.session_id)
                         self._created.append((provider, handle))
+                        self._created_changed()
                 except (OSError, SnapshotError) as exc:
                     failed[key] = str(exc)
                     create_failed = True
@@ -323,6 +328,7 @@ class SnapshotSession:
         with signals_held():
             while self._created:
                 provider, handle = self._created.pop()
+                self._created_changed()
                 try:
                     provider.delete(handle)
                 except (OSError, SnapshotError) as exc:
