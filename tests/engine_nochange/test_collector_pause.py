@@ -28,6 +28,16 @@ def test_the_collector_is_off_inside_and_as_before_afterwards() -> None:
         gc.enable()
 
 
+def test_overlapping_sessions_resume_the_collector_only_when_the_last_one_ends() -> None:
+    first, second = CollectorPause(), CollectorPause()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()  # the second session still runs
+    second.__exit__(None, None, None)
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
 def test_a_cycle_made_during_the_walk_is_collected_at_the_next_tick() -> None:
     with CollectorPause(every=1_000) as pause:
         obj = _Cyclic()

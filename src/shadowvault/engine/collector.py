@@ -18,9 +18,16 @@ when everything is unfrozen and the collector resumes.
 from __future__ import annotations
 
 import gc
+import threading
 from types import TracebackType
 
 _EVERY = 100_000  # walked entries between collections
+
+# Sessions may overlap in one process (two threads of an API caller): the first to start pauses
+# the collector and the last to end resumes it as it was before the first, never in between.
+_lock = threading.Lock()
+_active = 0
+_was_enabled = False
 
 
 class CollectorPause:
@@ -29,12 +36,15 @@ class CollectorPause:
     def __init__(self, every: int = _EVERY) -> None:
         self._every = every
         self._since = 0
-        self._was_enabled = False
 
     def __enter__(self) -> CollectorPause:
-        self._was_enabled = gc.isenabled()
-        gc.disable()
-        gc.freeze()
+        global _active, _was_enabled
+        with _lock:
+            if not _active:
+                _was_enabled = gc.isenabled()
+                gc.disable()
+                gc.freeze()
+            _active += 1
         return self
 
     def tick(self, entries: int) -> None:
@@ -48,6 +58,10 @@ class CollectorPause:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        gc.unfreeze()
-        if self._was_enabled:
-            gc.enable()
+        global _active
+        with _lock:
+            _active -= 1
+            if not _active:
+                gc.unfreeze()
+                if _was_enabled:
+                    gc.enable()
