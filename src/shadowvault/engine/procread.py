@@ -106,7 +106,6 @@ class _Worker:
     sent: deque[_Request]
     ready: select.poll  # Connection.poll builds a selector per call: too slow per file
     alive: bool = True
-    unanswered: int = 0  # bytes of the requests in ``sent``
 
 
 class ReadProcesses:
@@ -219,7 +218,10 @@ class ReadProcesses:
         while (
             worker.alive
             and worker.sent
-            and (len(worker.sent) >= _PER_WORKER or worker.unanswered + len(payload) > self._unanswered_max)
+            and (
+                len(worker.sent) >= _PER_WORKER
+                or sum(r.size for r in worker.sent) + len(payload) > self._unanswered_max
+            )
         ):
             self._receive(worker)
         if not worker.alive:
@@ -232,7 +234,6 @@ class ReadProcesses:
             req.results = [None] * len(paths)
             return
         req.size = len(payload)
-        worker.unanswered += req.size
         worker.sent.append(req)
 
     def poll(self, req: _Request) -> bool:
@@ -270,7 +271,6 @@ class ReadProcesses:
             self._lost(worker)
             return
         worker.sent.popleft()
-        worker.unanswered -= req.size
         results: list[CleanRead | None] = []
         for r in raw:
             if r is None:
@@ -292,7 +292,6 @@ class ReadProcesses:
                 # The request's length is not kept; handles index into a list long enough.
                 req.results = [None] * _BATCH
         worker.sent.clear()
-        worker.unanswered = 0
 
     def close(self) -> None:
         """End the workers (closing their connections) and reap them."""
