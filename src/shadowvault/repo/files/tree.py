@@ -44,12 +44,16 @@ def _is_print(ch: str) -> bool:
     return ch == " " or unicodedata.category(ch)[0] in "LMNPS"
 
 
+def _quotes_as_itself(text: str) -> bool:
+    """Printable ASCII needs no escape but for the quote and the backslash: the common case."""
+    return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
+
+
 def go_quote(raw: bytes) -> str:
     """Go ``strconv.Quote(raw)`` without the surrounding double quotes."""
     if raw.isascii():
         text = raw.decode("ascii")
-        # Printable ASCII needs no escape but for the quote and the backslash: the common case.
-        if text.isprintable() and '"' not in text and "\\" not in text:
+        if _quotes_as_itself(text):
             return text
     out: list[str] = []
     for ch in raw.decode("utf-8", "surrogateescape"):
@@ -149,7 +153,7 @@ class Node:
         # Written out field by field, and a timestamp equal to mtime formatted once: this runs
         # for every entry of every backup on the walking thread (issue 10).
         name = self.name
-        if not (name.isascii() and name.isprintable() and '"' not in name and "\\" not in name):
+        if not _quotes_as_itself(name):
             name = go_quote(_fsencode(name))
         d: dict[str, Any] = {"name": name, "type": self.type}
         if self.mode:
