@@ -104,8 +104,6 @@ class Walker:
         self.builder = trees.builder
         self.stop = stop
         self.collector = collector
-        self._internal_of: tuple[Path, ...] = ()
-        self._internal_raw: frozenset[bytes] = frozenset()
         excludes = list(opt.excludes)
         if opt.use_default_excludes:
             excludes = builtin_excludes(sources) + excludes
@@ -271,12 +269,7 @@ class Walker:
         """Snapshot and clone work directories (this session's or another's) are never backed up."""
         if name.startswith(_INTERNAL_PREFIX):
             return True
-        paths = self.snaps.internal_paths
-        if not paths:
-            return False
-        if paths is not self._internal_of:  # the session's tuple changes only when it makes one
-            self._internal_of, self._internal_raw = paths, frozenset(os.fsencode(p) for p in paths)
-        return orig in self._internal_raw
+        return orig in self.snaps.internal_raw
 
     def _dir_failed(self, d: PendingDir, orig: bytes, error: OSError, is_source: bool) -> None:
         """A directory that cannot be listed is a failed entry, left out of the tree like a failed

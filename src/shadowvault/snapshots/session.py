@@ -132,7 +132,7 @@ class SnapshotSession:
         self._open = False
         self._views: dict[Path, SnapshotView | None] = {}
         self._created: list[tuple[SnapshotProvider, Handle]] = []
-        self._internal: tuple[Path, ...] = ()  # of _created, kept with it: asked per walked entry
+        self._internal_raw: frozenset[bytes] = frozenset()  # of _created: asked per walked entry
         #: None: pre_snapshot not run yet; "": ran fine (or none set); else why it failed
         self._pre_state: str | None = None
         self._old_sigterm: Any = None
@@ -186,10 +186,15 @@ class SnapshotSession:
     @property
     def internal_paths(self) -> tuple[Path, ...]:
         """Live paths of snapshot dirs and work dirs this session made: a walk should skip them."""
-        return self._internal
+        return tuple(h.path for _, h in self._created if h.path is not None)
+
+    @property
+    def internal_raw(self) -> frozenset[bytes]:
+        """``internal_paths`` as raw paths, kept up to date for the walk's per-entry check."""
+        return self._internal_raw
 
     def _created_changed(self) -> None:
-        self._internal = tuple(h.path for _, h in self._created if h.path is not None)
+        self._internal_raw = frozenset(os.fsencode(p) for p in self.internal_paths)
 
     # -- internals -------------------------------------------------------------------------------
 
