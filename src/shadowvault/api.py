@@ -24,7 +24,7 @@ from shadowvault.engine.backup import BackupOptions, BackupResult, BackupSession
 from shadowvault.engine.events import Event, EventSink, ListSink
 from shadowvault.engine.prewarm import MetadataPrewarm
 from shadowvault.engine.restore import RestoreOptions, RestoreResult, RestoreSession
-from shadowvault.engine.select import SnapshotFilter, select_snapshot, subtree
+from shadowvault.engine.select import Selected, SnapshotFilter, select_snapshot, subtree
 from shadowvault.engine.select import list_snapshots as _list_snapshots
 from shadowvault.repo import DEFAULT_PACK_SIZE, Repository, Snapshot
 from shadowvault.repo.backends.base import Backend
@@ -125,9 +125,14 @@ def restore(
     """Restore ``snapshot`` (``latest``, an id or prefix, optionally ``:subpath``, among those
     ``where`` lets through) into ``options.target``. ``watch`` wraps the restore, given the session
     (the CLI's progress display polls its counters)."""
-    with repo.lock(exclusive=False):
+    found: list[Selected] = []
+
+    def look_up() -> None:  # read-only: runs in the lock's settling pause (restic sleeps through it)
         repo.load_index()
-        selected = select_snapshot(repo, snapshot, where if where is not None else SnapshotFilter())
+        found.append(select_snapshot(repo, snapshot, where if where is not None else SnapshotFilter()))
+
+    with repo.lock(exclusive=False, meanwhile=look_up):
+        selected = found[0]
         session = RestoreSession(repo, options, sink if sink is not None else ListSink())
         with watch(session) if watch is not None else nullcontext():
             result = session.restore_tree(subtree(repo, selected))

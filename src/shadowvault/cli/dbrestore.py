@@ -36,8 +36,7 @@ def run_database(app: App, args: argparse.Namespace) -> int:
         server = servers[0]
     repo = app.open_repo()
     try:
-        with repo.lock(exclusive=False):
-            repo.load_index()
+        with repo.lock(exclusive=False, meanwhile=repo.load_index):
             # `latest` honours --host/--path/--tag/--set like every other snapshot argument.
             selected = select_snapshot(repo, args.snapshot, snapshot_filter(args))
             done = restore_database(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from shadowvault.errors import RepoError
 from shadowvault.repo import BlobType, Snapshot, TempFile, Tree
 from shadowvault.repo.files.pack import PackedBlob
-from shadowvault.repo.repository import PACK_READ_WINDOW
+from shadowvault.repo.repository import PACK_READ_WINDOW, BlobDecoder
 
 __all__ = ["BackupRepo", "RestoreRepo"]
 
@@ -60,6 +60,10 @@ class RestoreRepo(Protocol):
     def load_pack_blobs(
         self, pack_name: str, entries: Sequence[PackedBlob], *, window: int = PACK_READ_WINDOW
     ) -> Iterator[tuple[PackedBlob, bytes]]: ...
+    def load_pack_ranges(
+        self, pack_name: str, entries: Sequence[PackedBlob], *, window: int = PACK_READ_WINDOW
+    ) -> Iterator[tuple[int, bytes, list[PackedBlob]]]: ...
+    def blob_decoder(self) -> BlobDecoder: ...
     def parallel_reads(self) -> int: ...
 
 

@@ -25,6 +25,7 @@ is ``engine.restore_write.ContentWriter``, which ``RestoreSession`` extends.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -46,6 +47,7 @@ from .events import EventSink, Warning_
 from .existing import existing_matches
 from .nodes import node_outcome, posix_permissions
 from .ports import RestoreRepo
+from .restore_procs import WriterProcesses, start_writers
 from .restore_write import CREATE_BATCH, TASK_BYTES, ContentWriter, FileJob, Placements
 
 _FS_ENCODING = sys.getfilesystemencoding()
@@ -69,6 +71,9 @@ class RestoreOptions:
     only_suspect: bool = False
     workers: int = 0
     keep_going: bool = False  # on a full target: go on with what fits instead of stopping
+    writer_processes: int = -1
+    """Forked processes that decode and write (``engine.restore_procs``); -1: one per CPU when
+    there are two or more, 0: none (the threads do it)."""
 
 
 OVERWRITE_MODES: tuple[str, ...] = ("never", "if-changed", "always")
@@ -144,6 +149,7 @@ class RestoreSession(ContentWriter):
         self._waited = 0
         self._max_queued = 0  # set with the worker count
         self._collector = CollectorPause()
+        self._writers: WriterProcesses | None = None
         self._not_restored: list[FileJob] = []
         self._report_lock = threading.Lock()
         self._space = SpaceGuard(self.target, keep_going=options.keep_going)
@@ -170,7 +176,21 @@ class RestoreSession(ContentWriter):
         # The walk allocates hundreds of thousands of small objects (nodes, plans) without
         # cycles, yet each allocation burst ran the cycle collector over the whole index: about
         # a tenth of the restore's CPU time, holding the GIL the workers need (engine.collector).
-        with self._collector, ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
+        with self._collector, contextlib.ExitStack() as stack:
+            # Forked with the collector paused (its objects frozen) and before any thread starts.
+            self._writers = None
+            if not self.opt.dry_run:
+                self._writers = start_writers(
+                    self.opt.writer_processes,
+                    self.repo.blob_decoder,
+                    is_root=self._is_root,
+                    keep_going=self.opt.keep_going,
+                )
+            if self._writers is not None:
+                stack.callback(self._writers.close)
+                # A thread waits for its writer while others read the next ranges.
+                workers = self.opt.workers or self._writers.count + self.repo.parallel_reads()
+            pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="restore"))
             self._pool = pool
             self._max_queued = 4 * workers
             self._walk(tree_id, b"", ancestor_included=False, fresh=fresh)
@@ -392,6 +412,7 @@ class RestoreSession(ContentWriter):
         offset = 0
         ready: list[str] = []
         plan = self._plan
+        first: str | None = ""  # the pack of its first blob ("": none yet)
         for blob_id in node.content or []:
             loc = self.repo.pack_location(BlobType.DATA, blob_id)
             entry: PackedBlob | None
@@ -406,6 +427,10 @@ class RestoreSession(ContentWriter):
                 self._plan_bytes[pack] = planned
                 if planned >= TASK_BYTES and self._early:
                     ready.append(pack)
+            if pack != first:
+                if first != "":
+                    job.shared = True
+                first = pack
             blobs = plan.get(pack)
             if blobs is None:
                 blobs = plan[pack] = {}

@@ -16,6 +16,7 @@ import os
 import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from shadowvault.repo import BlobType, Node
 from shadowvault.repo.files.pack import PackedBlob
@@ -25,15 +26,28 @@ from .diskfull import SpaceGuard
 from .nodes import posix_permissions
 from .ports import RestoreRepo
 
-__all__ = ["CREATE_BATCH", "TASK_BYTES", "ContentWriter", "FileJob", "Placements"]
+if TYPE_CHECKING:
+    from .restore_procs import FileSpec, TaskReport, WriterProcesses
+
+__all__ = [
+    "CREATE",
+    "CREATE_BATCH",
+    "REOPEN",
+    "TASK_BYTES",
+    "ContentWriter",
+    "FileJob",
+    "Placements",
+    "set_meta_fd",
+    "write_sparse",
+]
 
 _HOLE_BLOCK = 64 * 1024
 _ZEROS = memoryview(bytes(_HOLE_BLOCK))
 CREATE_BATCH = 64
 TASK_BYTES = PACK_READ_WINDOW
 """Stored bytes of one pack planned before they go to a worker (during the walk)."""
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-_REOPEN = os.O_WRONLY | os.O_CLOEXEC
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+REOPEN = os.O_WRONLY | os.O_CLOEXEC
 
 
 class FileJob:
@@ -60,6 +74,7 @@ class FileJob:
         "mtime",
         "node_size",
         "pending",
+        "shared",
         "size",
         "uid",
         "xattrs",
@@ -76,6 +91,7 @@ class FileJob:
         self.end = 0  # highest offset written so far; below ``size`` means trailing hole
         self.created = False
         self.failed = False
+        self.shared = False  # its blobs lie in several packs (several tasks write it)
         self.lock = threading.Lock()
 
 
@@ -105,6 +121,8 @@ class ContentWriter:
     _space: SpaceGuard
     _is_root: bool
     _overwrite: str
+    _writers: WriterProcesses | None
+    """Forked writers that decode and write packs off the GIL (``engine.restore_procs``), if any."""
     bytes_written: int
     files_written: int
 
@@ -150,6 +168,9 @@ class ContentWriter:
 
     def _restore_pack(self, pack: str | None, blobs: Placements) -> None:
         """Write every copy of every wanted blob of one pack; finish files whose last blob this was."""
+        if self._writers is not None and pack is not None:
+            self._restore_pack_forked(pack, blobs)
+            return
         job: FileJob | None = None
         fd = -1
         try:
@@ -167,7 +188,7 @@ class ContentWriter:
                     end = -1
                     if fd >= 0 and not job.failed:
                         try:
-                            end = _write_sparse(fd, data, offset)
+                            end = write_sparse(fd, data, offset)
                         except OSError as e:
                             self._fail(job, e)
                         with self._report_lock:
@@ -193,10 +214,82 @@ class ContentWriter:
 
     def _create_files(self, jobs: list[FileJob]) -> None:
         """Create and finish files without content (the others are created by their first write)."""
+        if self._writers is not None:
+            self._apply_report(jobs, {}, self._writers.run((None, [], {}, [_spec(j) for j in jobs]), []))
+            return
         for job in jobs:
             fd = self._open(job)
             if fd >= 0:
                 self._finish(job, fd)
+
+    def _restore_pack_forked(self, pack: str, blobs: Placements) -> None:
+        """``_restore_pack`` by a writer process: this thread reads the stored ranges and hands them
+        over with the plan; files of several packs are created here first and finished here by
+        the task that writes their last blob (``engine.restore_procs``)."""
+        if self._space.stopped:
+            return
+        assert self._writers is not None
+        entries = [entry for entry, _ in blobs.values() if entry is not None]
+        ranges = list(self.repo.load_pack_ranges(pack, entries))
+        number: dict[FileJob, int] = {}
+        jobs: list[FileJob] = []
+        shared: dict[FileJob, int] = {}  # copies in this task, sent or not
+        copies: dict[bytes, list[tuple[int, int]]] = {}
+        for blob_id, (_, targets) in blobs.items():
+            sent: list[tuple[int, int]] = []
+            for job, offset in targets:
+                j = number.get(job)
+                if j is None:
+                    j = -1
+                    if not job.shared:
+                        j = len(jobs)
+                    else:
+                        fd = self._open(job)  # created here, once, before any writer opens it
+                        if fd >= 0:
+                            os.close(fd)
+                            j = len(jobs)
+                    number[job] = j
+                    if j >= 0:
+                        jobs.append(job)
+                if job.shared:
+                    shared[job] = shared.get(job, 0) + 1
+                if j >= 0:
+                    sent.append((j, offset))
+            copies[blob_id] = sent
+        task = (pack, [(start, blobs_in) for start, _, blobs_in in ranges], copies, [_spec(j) for j in jobs])
+        report = self._writers.run(task, [raw for _, raw, _ in ranges])
+        self._apply_report(jobs, shared, report)
+
+    def _apply_report(self, jobs: list[FileJob], shared: dict[FileJob, int], report: TaskReport) -> None:
+        """Take a writer's report: count, report problems, finish shared files whose last task this was."""
+        written, finished, ends, problems = report
+        with self._report_lock:
+            self.bytes_written += written
+            self.files_written += finished
+        for j, err, message in problems:
+            job = jobs[j]
+            if err:
+                self._fail(job, OSError(err, message))
+            elif self._overwrite != "never":  # something appeared after the unlink: report
+                job.failed = True
+                self._error(job.dest, FileExistsError(errno.EEXIST, message))
+            else:
+                job.failed = True
+                self._not_restored.append(job)
+                self._skipped_existing(job.dest)
+        for j, end in ends.items():
+            job = jobs[j]
+            with job.lock:
+                if end > job.end:
+                    job.end = end
+        for job, n in shared.items():
+            with job.lock:
+                job.pending -= n
+                last = job.pending == 0
+            if last:
+                fd = self._open(job)
+                if fd >= 0:
+                    self._finish(job, fd)
 
     def _open(self, job: FileJob) -> int:
         """A write descriptor for the job's file, creating it on first use; -1 when it failed."""
@@ -205,8 +298,8 @@ class ContentWriter:
                 return -1
             try:
                 if job.created:
-                    return os.open(job.dest, _REOPEN)
-                fd = os.open(job.dest, _CREATE, 0o600)
+                    return os.open(job.dest, REOPEN)
+                fd = os.open(job.dest, CREATE, 0o600)
                 job.created = True
                 return fd
             except FileExistsError as e:
@@ -249,24 +342,53 @@ class ContentWriter:
             os.close(fd)
 
     def _apply_meta_fd(self, fd: int, job: FileJob) -> None:
-        """Owner (as root), permissions, xattrs and times of a regular file, through its open
-        descriptor (no path lookups)."""
         try:
-            if self._is_root:
-                os.chown(fd, job.uid, job.gid)
-            os.chmod(fd, posix_permissions(job.mode))
-            for name, value in job.xattrs or ():
-                try:
-                    os.setxattr(fd, name, value)
-                except OSError as e:
-                    if e.errno not in (errno.ENOTSUP, errno.EPERM):
-                        raise
-            os.utime(fd, ns=(job.atime, job.mtime))
+            set_meta_fd(
+                fd,
+                job.uid,
+                job.gid,
+                posix_permissions(job.mode),
+                job.xattrs,
+                job.atime,
+                job.mtime,
+                is_root=self._is_root,
+            )
         except OSError as e:
             self._error(job.dest, e)
 
 
-def _write_sparse(fd: int, data: bytes, offset: int) -> int:
+def _spec(job: FileJob) -> FileSpec:
+    """What a writer process needs of a file (``restore_procs.FileSpec``)."""
+    perms = posix_permissions(job.mode)
+    return (job.dest, not job.shared, job.size, job.uid, job.gid, perms, job.xattrs, job.atime, job.mtime)
+
+
+def set_meta_fd(
+    fd: int,
+    uid: int,
+    gid: int,
+    perms: int,
+    xattrs: list[tuple[str, bytes]] | None,
+    atime: int,
+    mtime: int,
+    *,
+    is_root: bool,
+) -> None:
+    """Owner (as root), permissions, xattrs and times of a regular file, through its open
+    descriptor (no path lookups). Owner before mode: a chown clears set-user-ID bits."""
+    if is_root:
+        os.chown(fd, uid, gid)
+    os.chmod(fd, perms)
+    for name, value in xattrs or ():
+        try:
+            os.setxattr(fd, name, value)
+        except OSError as e:
+            if e.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise
+    os.utime(fd, ns=(atime, mtime))
+
+
+def write_sparse(fd: int, data: bytes, offset: int) -> int:
     """``pwrite`` ``data`` at ``offset`` leaving all-zero 64 KiB blocks as holes.
 
     Returns the end offset of the last byte written, or -1 when everything was zero.

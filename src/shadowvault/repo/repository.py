@@ -9,6 +9,7 @@ which ``restic check`` accepts.
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import socket
 import threading
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 PACK_READ_WINDOW = 4 * 1024 * 1024
 """Most bytes ``load_pack_blobs`` reads from a pack at once."""
 _MAX_READ_GAP = 256 * 1024
+BlobDecoder = Callable[[bytes | memoryview, PackedBlob, str], bytes]
+"""``decode(stored, entry, pack_name)`` → the blob's verified plaintext (``Repository.blob_decoder``)."""
 
 
 def _user() -> str:
@@ -388,6 +391,20 @@ class Repository:
         time (a larger blob alone), so reading a pack costs a few reads instead of one per
         blob while memory stays bounded. ``entries`` come from ``pack_location``.
         """
+        for start, data, blobs in self.load_pack_ranges(pack_name, entries, window=window):
+            view = memoryview(data)
+            for b in blobs:
+                yield (
+                    b,
+                    decode_blob(self.key, view[b.offset - start : b.offset - start + b.length], b, pack_name),
+                )
+
+    def load_pack_ranges(
+        self, pack_name: str, entries: Sequence[PackedBlob], *, window: int = PACK_READ_WINDOW
+    ) -> Iterator[tuple[int, bytes, list[PackedBlob]]]:
+        """The stored bytes behind ``entries``, not decoded: (offset in the pack, bytes, the blobs in
+        them in pack order) per range read, ranges chosen as ``load_pack_blobs`` describes. For a
+        reader that decodes elsewhere (``blob_decoder``), such as a restore's writer processes."""
         ordered = sorted(entries, key=lambda b: b.offset)
         i = 0
         while i < len(ordered):
@@ -408,13 +425,13 @@ class Repository:
                     f"cannot read {end - start} bytes at {start} from pack {pack_name} ({exc}): "
                     "run `shadowvault check`"
                 ) from exc
-            view = memoryview(data)
-            for b in ordered[i:j]:
-                yield (
-                    b,
-                    decode_blob(self.key, view[b.offset - start : b.offset - start + b.length], b, pack_name),
-                )
+            yield start, data, ordered[i:j]
             i = j
+
+    def blob_decoder(self) -> BlobDecoder:
+        """``decode(stored, entry, pack_name)`` → verified plaintext with this repository's key (what
+        ``load_pack_blobs`` does per blob), usable in a forked process."""
+        return functools.partial(decode_blob, self.key)
 
     def blob_length(self, t: BlobType, blob_id: bytes) -> int:
         """Plaintext length from the index (or the pending pack)."""

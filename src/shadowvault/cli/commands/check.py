@@ -36,8 +36,7 @@ def run(app: App, args: argparse.Namespace) -> int:
         done = (progress.packs_done, progress.bytes_done, 0, "")
         return (*done, (progress.packs_total, progress.bytes_total), progress.started)
 
-    with repo.lock(exclusive=False), polled(display, reading):
-        repo.load_index()
+    with repo.lock(exclusive=False, meanwhile=repo.load_index), polled(display, reading):
         found = check_repository(repo, read_data=args.read_data, include_hints=True, progress=progress)
         problems = [p for p in found if p.critical]
         unindexed = [p for p in found if not p.critical]

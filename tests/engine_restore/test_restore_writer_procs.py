@@ -1,0 +1,237 @@
+"""Restore through forked writer processes (engine.restore_procs) against the threads' restore.
+
+The writers decode and write what the session's threads read; a file whose blobs lie in several
+packs is created and finished by the session. These tests pin that the two ways give the same
+files (content, holes, mode, times, xattrs, a file over two packs, empty files, hard links), that
+the writers are really used, that a file appearing under a writer is kept and reported like the
+threads report it, and that a writer dying mid-restore ends the restore with one line instead of
+a hang or a silent gap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import hashlib
+import os
+import random
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from shadowvault.engine import restore_procs
+from shadowvault.engine.backup import BackupOptions, BackupSession
+from shadowvault.engine.events import ListSink, Warning_
+from shadowvault.engine.restore import RestoreOptions, RestoreResult, RestoreSession
+from shadowvault.errors import FatalError
+from shadowvault.repo import LocalBackend, Repository
+from treeutil import PASSWORD
+
+FAST_KDF = (1024, 8, 1)
+XATTR = ("user.shadowvault.test", b"kept")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    src = tmp_path_factory.mktemp("writers") / "src"
+    rnd = random.Random(77)
+    for i in range(300):
+        d = src / f"d{i % 5}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:03}.bin").write_bytes(rnd.randbytes(rnd.randrange(0, 40_000)))
+    (src / "big.bin").write_bytes(rnd.randbytes(20 * 1024 * 1024))  # over two 16 MiB packs
+    (src / "empty").write_bytes(b"")
+    (src / "zeros.bin").write_bytes(bytes(100_000))
+    os.link(src / "d1" / "f001.bin", src / "link.bin")
+    os.chmod(src / "d2" / "f002.bin", 0o604)
+    os.utime(src / "big.bin", ns=(1_500_000_000_000_000_000, 1_600_000_000_123_456_789))
+    with contextlib.suppress(OSError):  # checked below only where the file system keeps it
+        os.setxattr(src / "d3" / "f003.bin", *XATTR)
+    return src
+
+
+@pytest.fixture(scope="module")
+def repo_path(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("writers-repo") / "repo"
+    Repository.init(LocalBackend(path), PASSWORD, kdf=FAST_KDF).close()
+    repo = Repository.open(LocalBackend(path), PASSWORD)
+    try:
+        with repo.lock():
+            options = BackupOptions(sources=[str(source)], use_default_excludes=False)
+            assert BackupSession(repo, options, ListSink()).run().exit_code == 0
+    finally:
+        repo.close()
+    return path
+
+
+def restore(repo_path: Path, target: Path, writers: int, sink: ListSink | None = None) -> RestoreResult:
+    repo = Repository.open(LocalBackend(repo_path), PASSWORD)
+    try:
+        repo.load_index()
+        with repo.lock(exclusive=False):
+            options = RestoreOptions(target=str(target), writer_processes=writers)
+            return RestoreSession(repo, options, sink or ListSink()).run("latest")
+    finally:
+        repo.close()
+
+
+def state(root: Path) -> dict[str, tuple[object, ...]]:
+    """Per file: content hash, length, mode, mtime, allocated-or-not, xattr."""
+    out: dict[str, tuple[object, ...]] = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file():
+            continue
+        st = p.stat()
+        try:
+            xattr: bytes | None = os.getxattr(p, XATTR[0])
+        except OSError:
+            xattr = None
+        digest = hashlib.sha256(p.read_bytes()).hexdigest()
+        out[str(p.relative_to(root))] = (
+            digest,
+            st.st_size,
+            st.st_mode,
+            st.st_mtime_ns,
+            st.st_blocks > 0,
+            xattr,
+        )
+    return out
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the tasks the writers did."""
+    calls: list[int] = []
+    original = restore_procs.WriterProcesses.run
+
+    def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
+        calls.append(len(task[3]))
+        return original(self, task, ranges)
+
+    monkeypatch.setattr(restore_procs.WriterProcesses, "run", run)
+    return calls
+
+
+def test_writers_restore_what_the_threads_restore(
+    source: Path, repo_path: Path, tmp_path: Path, counted: list[int]
+) -> None:
+    by_threads = restore(repo_path, tmp_path / "threads", 0)
+    assert not counted
+    by_writers = restore(repo_path, tmp_path / "writers", 2)
+    assert counted and sum(counted) >= 300, "the writer processes were not used"
+    assert by_writers == by_threads and by_writers.exit_code == 0
+    rel = str(source).lstrip("/")
+    threads, writers, original = (
+        state(tmp_path / "threads" / rel),
+        state(tmp_path / "writers" / rel),
+        state(source),
+    )
+    assert writers == threads
+    # Against the original: all but the allocation (the restore makes holes of zero blocks).
+    assert {k: v[:4] + v[5:] for k, v in writers.items()} == {k: v[:4] + v[5:] for k, v in original.items()}
+    assert writers["big.bin"][3] == 1_600_000_000_123_456_789
+    assert writers["zeros.bin"][4] is False, "an all-zero file was written out instead of a hole"
+    assert (
+        os.stat(tmp_path / "writers" / rel / "link.bin").st_ino
+        == os.stat(tmp_path / "writers" / rel / "d1" / "f001.bin").st_ino
+    )
+    with contextlib.suppress(OSError):
+        if os.getxattr(source / "d3" / "f003.bin", XATTR[0]) == XATTR[1]:
+            assert writers["d3/f003.bin"][5] == XATTR[1]
+    assert gc.isenabled()
+
+
+def test_a_file_that_appears_under_a_writer_is_kept_and_reported(
+    source: Path, repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's O_EXCL create meets a file made after the walk looked: kept, counted, warned."""
+    original = restore_procs.WriterProcesses.run
+    made: list[bytes] = []
+
+    def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
+        own = [spec[0] for spec in task[3] if spec[1]]
+        if own and not made:
+            Path(os.fsdecode(own[0])).write_bytes(b"mine")
+            made.append(own[0])
+        return original(self, task, ranges)
+
+    monkeypatch.setattr(restore_procs.WriterProcesses, "run", run)
+    sink = ListSink()
+    result = restore(repo_path, tmp_path, 2, sink)
+    assert made
+    assert result.exit_code == 3 and result.skipped_existing == 1 and result.errors == 0
+    assert Path(os.fsdecode(made[0])).read_bytes() == b"mine"
+    warnings = [e.message for e in sink.events if isinstance(e, Warning_)]
+    assert [w for w in warnings if "exists, not overwritten" in w] == [
+        f"{os.fsdecode(made[0])} exists, not overwritten (use --overwrite to replace it)"
+    ]
+    total = len(state(source))
+    assert result.files == total - 1
+
+
+def test_a_writer_error_is_reported_per_file(
+    repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An errno met inside a writer (its directory replaced by a file) is reported per file."""
+    original = restore_procs.WriterProcesses.run
+    blocked: list[bytes] = []
+
+    def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
+        own = [spec[0] for spec in task[3] if spec[1] and b"/d" in spec[0]]
+        if own and not blocked:
+            parent = os.path.dirname(own[0])
+            os.rename(parent, parent + b".moved")
+            Path(os.fsdecode(parent)).write_bytes(b"in the way")
+            blocked.append(own[0])
+        return original(self, task, ranges)
+
+    monkeypatch.setattr(restore_procs.WriterProcesses, "run", run)
+    sink = ListSink()
+    result = restore(repo_path, tmp_path, 2, sink)
+    assert blocked and result.exit_code == 3 and result.errors >= 1
+    warnings = [e.message for e in sink.events if isinstance(e, Warning_)]
+    assert f"cannot restore {os.fsdecode(blocked[0])}: Not a directory" in warnings, warnings[:5]
+
+
+def test_a_writer_killed_mid_restore_ends_the_restore_with_one_line(
+    repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = restore_procs.WriterProcesses.run
+
+    def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
+        for pid, _ in self._all:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return original(self, task, ranges)
+
+    monkeypatch.setattr(restore_procs.WriterProcesses, "run", run)
+    with pytest.raises(FatalError) as err:
+        restore(repo_path, tmp_path, 2)
+    message = str(err.value)
+    assert "restore writer process" in message and "ended unexpectedly" in message and "\n" not in message
+    assert gc.isenabled()
+    # Every writer was reaped: no zombie is left behind.
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)
+
+
+def test_no_space_inside_a_writer_is_absorbed_into_one_message(
+    repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer's ENOSPC reaches the session's disk-full guard (one line at the end, not per file)."""
+    original_write = restore_procs.write_sparse
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(restore_procs, "write_sparse", full)  # inherited by the forked writers
+    sink = ListSink()
+    with pytest.raises(FatalError) as err:
+        restore(repo_path, tmp_path, 2, sink)
+    assert "no space left in" in str(err.value)
+    per_file = [e.message for e in sink.events if isinstance(e, Warning_) and "cannot restore" in e.message]
+    assert not per_file
+    monkeypatch.setattr(restore_procs, "write_sparse", original_write)
