@@ -108,7 +108,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     original = restore_procs.WriterProcesses.run
 
     def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
-        calls.append(len(task[3]))
+        calls.append(len(task[4]))
         return original(self, task, ranges)
 
     monkeypatch.setattr(restore_procs.WriterProcesses, "run", run)
@@ -152,7 +152,7 @@ def test_a_file_that_appears_under_a_writer_is_kept_and_reported(
     made: list[bytes] = []
 
     def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
-        own = [spec[0] for spec in task[3] if spec[1]]
+        own = [spec[0] for spec in task[4] if spec[1]]
         if own and not made:
             Path(os.fsdecode(own[0])).write_bytes(b"mine")
             made.append(own[0])
@@ -180,7 +180,7 @@ def test_a_writer_error_is_reported_per_file(
     blocked: list[bytes] = []
 
     def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
-        own = [spec[0] for spec in task[3] if spec[1] and b"/d" in spec[0]]
+        own = [spec[0] for spec in task[4] if spec[1] and b"/d" in spec[0]]
         if own and not blocked:
             parent = os.path.dirname(own[0])
             os.rename(parent, parent + b".moved")

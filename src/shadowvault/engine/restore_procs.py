@@ -43,7 +43,7 @@ from multiprocessing.connection import Connection, Pipe
 from shadowvault.errors import FatalError, IntegrityError, RepoError
 from shadowvault.repo import BlobType
 from shadowvault.repo.files.pack import PackedBlob
-from shadowvault.repo.repository import BlobDecoder
+from shadowvault.repo.repository import BlobDecoder, pack_read_error
 
 from .restore_write import CREATE, REOPEN, set_meta_fd, write_sparse
 
@@ -57,10 +57,15 @@ FileSpec = tuple[bytes, bool, int, int, int, int, list[tuple[str, bytes]] | None
 """A file of a task: destination, own (the writer creates and finishes it), length, uid, gid,
 permission bits, xattrs, atime and mtime (ns)."""
 Task = tuple[
-    str | None, list[tuple[int, list[PackedBlob]]], dict[bytes, list[tuple[int, int]]], list[FileSpec]
+    str | None,
+    str | None,
+    list[tuple[int, int, list[PackedBlob]]],
+    dict[bytes, list[tuple[int, int]]],
+    list[FileSpec],
 ]
-"""Pack name, the ranges sent (offset in the pack, the blobs in it), blob id → (file number, offset)
-copies, and the files. Without ranges: create and finish the (empty) files."""
+"""Pack name, its local file (the writer reads the ranges itself) or None (they are sent), the
+ranges (offset in the pack, length, the blobs in it), blob id → (file number, offset) copies, and
+the files. Without ranges: create and finish the (empty) files."""
 TaskReport = tuple[int, int, dict[int, int], list[tuple[int, int, str]]]
 """Bytes written, own files finished, highest end written per shared file, and problems
 (file number, errno — 0: the file existed —, message)."""
@@ -191,7 +196,7 @@ def _serve(conn: Connection, decode: BlobDecoder, *, is_root: bool, keep_going: 
     while True:
         try:
             task: Task = pickle.loads(conn.recv_bytes())
-            raws = [conn.recv_bytes() for _ in task[1]]
+            raws = [conn.recv_bytes() for _ in task[2]] if task[1] is None else None
         except (EOFError, OSError):
             return
         try:
@@ -201,11 +206,34 @@ def _serve(conn: Connection, decode: BlobDecoder, *, is_root: bool, keep_going: 
         conn.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
 
 
+def _read_ranges(pack: str, path: str, ranges: list[tuple[int, int, list[PackedBlob]]]) -> list[bytes]:
+    """The ranges of a local pack file."""
+    out: list[bytes] = []
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise pack_read_error(pack, ranges[0][0], ranges[0][1], exc) from exc
+    try:
+        for start, length, _ in ranges:
+            try:
+                data = os.pread(fd, length, start)
+                if len(data) != length:
+                    raise EOFError(f"{path}: wanted {length} bytes at {start}, file is shorter")
+            except (OSError, EOFError) as exc:
+                raise pack_read_error(pack, start, length, exc) from exc
+            out.append(data)
+    finally:
+        os.close(fd)
+    return out
+
+
 def _write_task(
-    task: Task, raws: list[bytes], decode: BlobDecoder, is_root: bool, keep_going: bool
+    task: Task, raws: list[bytes] | None, decode: BlobDecoder, is_root: bool, keep_going: bool
 ) -> TaskReport:
     """Decode the task's blobs and write every copy; create and finish the own files."""
-    pack, ranges, copies, files = task
+    pack, path, ranges, copies, files = task
+    if raws is None:
+        raws = _read_ranges(pack or "", path or "", ranges) if ranges else []
     pending = [0] * len(files)
     for targets in copies.values():
         for j, _ in targets:
@@ -252,7 +280,7 @@ def _write_task(
 
     job, fd = -1, -1
     try:
-        for (start, blobs), raw in zip(ranges, raws, strict=True):
+        for (start, _, blobs), raw in zip(ranges, raws, strict=True):
             view = memoryview(raw)
             for b in blobs:
                 if full:

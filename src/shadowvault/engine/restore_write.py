@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from shadowvault.repo import BlobType, Node
 from shadowvault.repo.files.pack import PackedBlob
-from shadowvault.repo.repository import PACK_READ_WINDOW
+from shadowvault.repo.repository import PACK_READ_WINDOW, pack_ranges
 
 from .diskfull import SpaceGuard
 from .nodes import posix_permissions
@@ -215,7 +215,9 @@ class ContentWriter:
     def _create_files(self, jobs: list[FileJob]) -> None:
         """Create and finish files without content (the others are created by their first write)."""
         if self._writers is not None:
-            self._apply_report(jobs, {}, self._writers.run((None, [], {}, [_spec(j) for j in jobs]), []))
+            self._apply_report(
+                jobs, {}, self._writers.run((None, None, [], {}, [_spec(j) for j in jobs]), [])
+            )
             return
         for job in jobs:
             fd = self._open(job)
@@ -230,7 +232,16 @@ class ContentWriter:
             return
         assert self._writers is not None
         entries = [entry for entry, _ in blobs.values() if entry is not None]
-        ranges = list(self.repo.load_pack_ranges(pack, entries))
+        # A local pack is read by the writer itself: no copy through its connection.
+        path = self.repo.pack_file(pack)
+        raws: list[bytes] = []
+        if path is not None:
+            spans = pack_ranges(entries)
+        else:
+            spans = []
+            for start, raw, blobs_in in self.repo.load_pack_ranges(pack, entries):
+                spans.append((start, len(raw), blobs_in))
+                raws.append(raw)
         number: dict[FileJob, int] = {}
         jobs: list[FileJob] = []
         shared: dict[FileJob, int] = {}  # copies in this task, sent or not
@@ -256,8 +267,7 @@ class ContentWriter:
                 if j >= 0:
                     sent.append((j, offset))
             copies[blob_id] = sent
-        task = (pack, [(start, blobs_in) for start, _, blobs_in in ranges], copies, [_spec(j) for j in jobs])
-        report = self._writers.run(task, [raw for _, raw, _ in ranges])
+        report = self._writers.run((pack, path, spans, copies, [_spec(j) for j in jobs]), raws)
         self._apply_report(jobs, shared, report)
 
     def _apply_report(self, jobs: list[FileJob], shared: dict[FileJob, int], report: TaskReport) -> None:

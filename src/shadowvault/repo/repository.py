@@ -26,6 +26,7 @@ from shadowvault.errors import (
 )
 from shadowvault.repo import compression, crypto
 from shadowvault.repo.backends.base import Backend, FileType, exists, is_remote, upload_connections
+from shadowvault.repo.backends.local import LocalBackend
 from shadowvault.repo.files import key
 from shadowvault.repo.files.config import MAX_VERSION, MIN_VERSION, RepoConfig
 from shadowvault.repo.files.index import IndexFile, split_into_files
@@ -405,28 +406,19 @@ class Repository:
         """The stored bytes behind ``entries``, not decoded: (offset in the pack, bytes, the blobs in
         them in pack order) per range read, ranges chosen as ``load_pack_blobs`` describes. For a
         reader that decodes elsewhere (``blob_decoder``), such as a restore's writer processes."""
-        ordered = sorted(entries, key=lambda b: b.offset)
-        i = 0
-        while i < len(ordered):
-            start = ordered[i].offset
-            end = start + ordered[i].length
-            j = i + 1
-            while j < len(ordered):
-                nxt = ordered[j]
-                # Small gaps (blobs nobody asked for) are cheaper to read than to skip.
-                if nxt.offset - end > _MAX_READ_GAP or nxt.offset + nxt.length - start > window:
-                    break
-                end = max(end, nxt.offset + nxt.length)
-                j += 1
+        for start, length, blobs in pack_ranges(entries, window):
             try:
-                data = self.backend.load(FileType.PACK, pack_name, start, end - start)
+                data = self.backend.load(FileType.PACK, pack_name, start, length)
             except (OSError, EOFError) as exc:
-                raise RepoError(
-                    f"cannot read {end - start} bytes at {start} from pack {pack_name} ({exc}): "
-                    "run `shadowvault check`"
-                ) from exc
-            yield start, data, ordered[i:j]
-            i = j
+                raise pack_read_error(pack_name, start, length, exc) from exc
+            yield start, data, blobs
+
+    def pack_file(self, pack_name: str) -> str | None:
+        """The local file of a pack when reads go straight to a directory (no rate limit or other
+        layer in between), for a reader in another process; None otherwise."""
+        if type(self.backend) is LocalBackend:
+            return str(self.backend.path(FileType.PACK, pack_name))
+        return None
 
     def blob_decoder(self) -> BlobDecoder:
         """``decode(stored, entry, pack_name)`` → verified plaintext with this repository's key (what
@@ -590,6 +582,37 @@ class Repository:
             held.release()
         self._locks.clear()
         self.backend.close()
+
+
+def pack_read_error(pack_name: str, start: int, length: int, exc: BaseException) -> RepoError:
+    """The error for a pack range that cannot be read."""
+    return RepoError(
+        f"cannot read {length} bytes at {start} from pack {pack_name} ({exc}): run `shadowvault check`"
+    )
+
+
+def pack_ranges(
+    entries: Sequence[PackedBlob], window: int = PACK_READ_WINDOW
+) -> list[tuple[int, int, list[PackedBlob]]]:
+    """(offset, length, the blobs in it in pack order) of the ranges ``load_pack_blobs`` reads for
+    ``entries``: neighbours together up to ``window`` bytes (a larger blob alone), small gaps included."""
+    ordered = sorted(entries, key=lambda b: b.offset)
+    out: list[tuple[int, int, list[PackedBlob]]] = []
+    i = 0
+    while i < len(ordered):
+        start = ordered[i].offset
+        end = start + ordered[i].length
+        j = i + 1
+        while j < len(ordered):
+            nxt = ordered[j]
+            # Small gaps (blobs nobody asked for) are cheaper to read than to skip.
+            if nxt.offset - end > _MAX_READ_GAP or nxt.offset + nxt.length - start > window:
+                break
+            end = max(end, nxt.offset + nxt.length)
+            j += 1
+        out.append((start, end - start, ordered[i:j]))
+        i = j
+    return out
 
 
 def decode_blob(master: crypto.Key, stored: bytes | memoryview, entry: PackedBlob, pack_name: str) -> bytes:
