@@ -19,8 +19,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from shadowvault.engine.backup import BackupOptions, BackupResult, BackupSession
 from shadowvault.engine.events import Event, EventSink, ListSink
 from shadowvault.engine.prewarm import MetadataPrewarm
 from shadowvault.engine.restore import RestoreOptions, RestoreResult, RestoreSession
@@ -31,6 +31,9 @@ from shadowvault.repo.backends.base import Backend
 from shadowvault.repo.backends.open import open_backend
 from shadowvault.repo.backends.options import BackendOptions
 from shadowvault.repo.location import parse_location
+
+if TYPE_CHECKING:
+    from shadowvault.engine.backup import BackupOptions, BackupResult
 
 __all__ = [
     "BackupOptions",
@@ -54,6 +57,17 @@ __all__ = [
 ]
 
 RetryReport = Callable[[str, BaseException, float], None]
+_LAZY = frozenset({"BackupOptions", "BackupResult"})
+
+
+def __getattr__(name: str) -> Any:
+    """The backup pipeline's names, imported on first use: a restore or a listing does not load it
+    (0.1 s of every such command's start)."""
+    if name in _LAZY:
+        from shadowvault.engine import backup as _backup
+
+        return getattr(_backup, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def backend_for(location: str, *, on_retry: RetryReport | None = None) -> Backend:
@@ -100,6 +114,8 @@ def backup(
 ) -> BackupResult:
     """Back up paths (or a set's ``BackupOptions``, e.g. from ``engine.sets.backup_options``)
     under a shared lock; events go to ``sink`` (default: kept in a ``ListSink``)."""
+    from shadowvault.engine.backup import BackupOptions, BackupSession
+
     options = what if isinstance(what, BackupOptions) else BackupOptions(sources=list(what))
     with backup_lock(repo, warm=prewarm(options.sources)):
         return BackupSession(repo, options, sink if sink is not None else ListSink()).run()

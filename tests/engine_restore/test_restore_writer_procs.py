@@ -17,6 +17,7 @@ import hashlib
 import os
 import random
 import signal
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -150,12 +151,14 @@ def test_a_file_that_appears_under_a_writer_is_kept_and_reported(
     """The writer's O_EXCL create meets a file made after the walk looked: kept, counted, warned."""
     original = restore_procs.WriterProcesses.run
     made: list[bytes] = []
+    once = threading.Lock()
 
     def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
         own = [spec[0] for spec in task[4] if spec[1]]
-        if own and not made:
-            Path(os.fsdecode(own[0])).write_bytes(b"mine")
-            made.append(own[0])
+        with once:  # threads call this at the same time
+            if own and not made:
+                Path(os.fsdecode(own[0])).write_bytes(b"mine")
+                made.append(own[0])
         return original(self, task, ranges)
 
     monkeypatch.setattr(restore_procs.WriterProcesses, "run", run)
@@ -178,14 +181,16 @@ def test_a_writer_error_is_reported_per_file(
     """An errno met inside a writer (its directory replaced by a file) is reported per file."""
     original = restore_procs.WriterProcesses.run
     blocked: list[bytes] = []
+    once = threading.Lock()
 
     def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
         own = [spec[0] for spec in task[4] if spec[1] and b"/d" in spec[0]]
-        if own and not blocked:
-            parent = os.path.dirname(own[0])
-            os.rename(parent, parent + b".moved")
-            Path(os.fsdecode(parent)).write_bytes(b"in the way")
-            blocked.append(own[0])
+        with once:  # threads call this at the same time
+            if own and not blocked:
+                parent = os.path.dirname(own[0])
+                os.rename(parent, parent + b".moved")
+                Path(os.fsdecode(parent)).write_bytes(b"in the way")
+                blocked.append(own[0])
         return original(self, task, ranges)
 
     monkeypatch.setattr(restore_procs.WriterProcesses, "run", run)

@@ -24,17 +24,15 @@ when the session process is killed.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import select
 import signal
 import socket
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, Pipe
+from multiprocessing.connection import Connection
 
 from shadowvault.openfiles import (
     Attempt,
@@ -48,16 +46,14 @@ from shadowvault.openfiles import (
 from shadowvault.openfiles import decide as decide_outcome
 
 from .blobstage import SMALL_BLOB
+from .forked import READY, fork_worker, handshake, reap
 from .hotbackup.sqlite import has_sqlite_header
 
 SMALL_FILE = SMALL_BLOB
 _BATCH = 64  # files per request
 _BATCH_BYTES = 8 << 10  # or fewer, when their paths make this many bytes
 _PER_WORKER = 8  # requests in flight per worker (3 left the workers waiting for the walk)
-_EXIT_WAIT = 5.0
-_HANDSHAKE_MS = 10_000
 _GIVE_UP_AFTER = 4 * _BATCH  # files answered, none clean: the workers are not used any further
-_READY = b"ready"
 _POLL_EVERY = 16  # ReadHandle.done calls per look at a worker's pipe
 
 # What a worker sends back per file: None ("read it here"), or the attempt, size, blob id (None
@@ -133,21 +129,12 @@ class ReadProcesses:
         self._unanswered_max = 0  # set from the connection's send buffer below
         self.clean = 0  # files the workers read clean (the rest were read by the walking thread)
         self.answered = 0  # files the workers answered for, clean or not
+
+        def serve(conn: Connection) -> None:
+            _serve(conn, strategy, retry, encode)
+
         for _ in range(n):
-            ours, theirs = Pipe()
-            pid = os.fork()
-            if pid == 0:  # the worker: never returns into the session's frames
-                code = 0
-                try:
-                    ours.close()
-                    for w in self._workers:
-                        w.conn.close()
-                    _serve(theirs, strategy, retry, encode)
-                except BaseException:
-                    code = 1
-                finally:
-                    os._exit(code)
-            theirs.close()
+            pid, ours = fork_worker(serve, [w.conn for w in self._workers])
             if not self._unanswered_max:
                 with socket.socket(fileno=os.dup(ours.fileno())) as sock:
                     # A quarter: the kernel charges each message's bookkeeping to the buffer too.
@@ -158,18 +145,12 @@ class ReadProcesses:
         for w in self._workers:
             self._handshake(w)
 
-    def _handshake(self, worker: _Worker) -> None:
-        """Wait for the worker's first encode. A lock some other thread of a caller's process held
-        at the fork (in OpenSSL, say) would hang the worker there: it is then ended and its share
-        read here, instead of the session waiting for it forever."""
-        try:
-            if worker.ready.poll(_HANDSHAKE_MS) and worker.conn.recv_bytes() == _READY:
-                return
-        except (EOFError, OSError):
-            pass
-        worker.alive = False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker.pid, signal.SIGKILL)
+    @staticmethod
+    def _handshake(worker: _Worker) -> None:
+        """Wait for the worker's first encode (``forked.handshake``): a worker that does not answer
+        is ended and its share read here."""
+        if not handshake(worker.pid, worker.conn):
+            worker.alive = False
 
     @property
     def capacity(self) -> int:
@@ -301,20 +282,7 @@ class ReadProcesses:
         for w in self._workers:
             w.conn.close()
             w.alive = False
-        deadline = time.monotonic() + _EXIT_WAIT
-        for w in self._workers:
-            while True:
-                try:
-                    pid, _ = os.waitpid(w.pid, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if pid:
-                    break
-                if time.monotonic() > deadline:
-                    os.kill(w.pid, signal.SIGKILL)
-                    os.waitpid(w.pid, 0)
-                    break
-                time.sleep(0.01)
+        reap(w.pid for w in self._workers)
         self._workers = []
 
 
@@ -327,8 +295,8 @@ def _serve(conn: Connection, strategy: Strategy, retry: RetryPolicy, encode: Enc
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     of = OpenFiles()  # its own lease-break handler, in this process's only thread
     view = memoryview(bytearray(SMALL_FILE + 1))
-    encode(memoryview(_READY))  # hashing and encryption work in this process (see _handshake)
-    conn.send_bytes(_READY)
+    encode(memoryview(READY))  # hashing and encryption work in this process (see _handshake)
+    conn.send_bytes(READY)
     try:
         while True:
             try:

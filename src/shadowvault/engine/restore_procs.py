@@ -34,24 +34,20 @@ import errno
 import os
 import pickle
 import queue
-import select
 import signal
-import time
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection, Pipe
+from multiprocessing.connection import Connection
 
 from shadowvault.errors import FatalError, IntegrityError, RepoError
 from shadowvault.repo import BlobType
 from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.repository import BlobDecoder, pack_read_error
 
+from .forked import READY, fork_worker, handshake, reap
 from .restore_write import CREATE, REOPEN, set_meta_fd, write_sparse
 
 __all__ = ["FileSpec", "Task", "TaskReport", "WriterProcesses", "start_writers"]
 
-_HANDSHAKE_MS = 10_000
-_EXIT_WAIT = 5.0
-_READY = b"ready"
 
 FileSpec = tuple[bytes, bool, int, int, int, int, list[tuple[str, bytes]] | None, int, int]
 """A file of a task: destination, own (the writer creates and finishes it), length, uid, gid,
@@ -96,44 +92,19 @@ class WriterProcesses:
         self._idle: queue.SimpleQueue[tuple[int, Connection] | None] = queue.SimpleQueue()
         self._broken = ""
         self._all: list[tuple[int, Connection]] = []
+
+        def serve(conn: Connection) -> None:
+            _serve(conn, decode, is_root=is_root, keep_going=keep_going)
+
         for _ in range(n):
-            ours, theirs = Pipe()
-            pid = os.fork()
-            if pid == 0:  # the writer: never returns into the session's frames
-                code = 0
-                try:
-                    ours.close()
-                    for _, conn in self._all:
-                        conn.close()
-                    _serve(theirs, decode, is_root=is_root, keep_going=keep_going)
-                except BaseException:
-                    code = 1
-                finally:
-                    os._exit(code)
-            theirs.close()
-            self._all.append((pid, ours))
+            self._all.append(fork_worker(serve, [conn for _, conn in self._all]))
         for pid, conn in self._all:
-            if self._handshake(pid, conn):
+            if handshake(pid, conn):
                 self._idle.put((pid, conn))
             else:
                 conn.close()
         self.count = self._idle.qsize()
         """Writers that answered; with none, the restore's threads write as before."""
-
-    @staticmethod
-    def _handshake(pid: int, conn: Connection) -> bool:
-        """Wait for the writer's first decode. A lock that another thread of the process held at
-        the fork (in OpenSSL, say) would hang it there: it is then ended and not used."""
-        ready = select.poll()
-        ready.register(conn.fileno(), select.POLLIN)
-        try:
-            if ready.poll(_HANDSHAKE_MS) and conn.recv_bytes() == _READY:
-                return True
-        except (EOFError, OSError):
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        return False
 
     def run(self, task: Task, ranges: Sequence[bytes]) -> TaskReport:
         """Have an idle writer do ``task`` with the stored bytes of its ranges; its report.
@@ -164,21 +135,7 @@ class WriterProcesses:
         """End the writers (closing their connections) and reap them."""
         for _, conn in self._all:
             conn.close()
-        deadline = time.monotonic() + _EXIT_WAIT
-        for pid, _ in self._all:
-            while True:
-                try:
-                    done, _ = os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    break
-                if done:
-                    break
-                if time.monotonic() > deadline:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
-                    break
-                time.sleep(0.01)
+        reap(pid for pid, _ in self._all)
         self._all = []
 
 
@@ -192,7 +149,7 @@ def _serve(conn: Connection, decode: BlobDecoder, *, is_root: bool, keep_going: 
     # Decoding works in this process (see _handshake): a MAC check of garbage must fail cleanly.
     with contextlib.suppress(IntegrityError):
         decode(bytes(64), PackedBlob(BlobType.DATA, bytes(32), 0, 64), "handshake")
-    conn.send_bytes(_READY)
+    conn.send_bytes(READY)
     while True:
         try:
             task: Task = pickle.loads(conn.recv_bytes())
