@@ -146,7 +146,7 @@ def _serve(conn: Connection, decode: BlobDecoder, *, is_root: bool, keep_going: 
     """A writer's life: do tasks until the connection closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the session handles Ctrl-C and closes us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # Decoding works in this process (see _handshake): a MAC check of garbage must fail cleanly.
+    # Decoding works in this process (forked.handshake): a MAC check of garbage must fail cleanly.
     with contextlib.suppress(IntegrityError):
         decode(bytes(64), PackedBlob(BlobType.DATA, bytes(32), 0, 64), "handshake")
     conn.send_bytes(READY)
@@ -200,14 +200,13 @@ def _write_task(
     ends: dict[int, int] = {}
     problems: list[tuple[int, int, str]] = []
     written = finished = 0
-    full = False
+    full = [False]  # the target is full and the restore stops (a list: set inside ``fail``)
 
     def fail(j: int, exc: OSError) -> None:
-        nonlocal full
         failed[j] = True
         problems.append((j, exc.errno or errno.EIO, exc.strerror or str(exc)))
         if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not keep_going:
-            full = True
+            full[0] = True
 
     def open_(j: int) -> int:
         spec = files[j]
@@ -240,8 +239,8 @@ def _write_task(
         for (start, _, blobs), raw in zip(ranges, raws, strict=True):
             view = memoryview(raw)
             for b in blobs:
-                if full:
-                    return written, finished, ends, problems
+                if full[0]:
+                    break
                 data = decode(view[b.offset - start : b.offset - start + b.length], b, pack or "")
                 for j, offset in copies[b.id]:
                     if j != job:
@@ -276,7 +275,7 @@ def _write_task(
                         job, fd = -1, -1
         if not ranges:  # files without content
             for j in range(len(files)):
-                if full:
+                if full[0]:
                     break
                 fd = open_(j)
                 if fd >= 0:
