@@ -280,13 +280,9 @@ class ContentWriter:
             job = jobs[j]
             if err:
                 self._fail(job, OSError(err, message))
-            elif self._overwrite != "never":  # something appeared after the unlink: report
-                job.failed = True
-                self._error(job.dest, FileExistsError(errno.EEXIST, message))
             else:
                 job.failed = True
-                self._not_restored.append(job)
-                self._skipped_existing(job.dest)
+                self._existed(job, FileExistsError(errno.EEXIST, message))
         for j, end in ends.items():
             job = jobs[j]
             with job.lock:
@@ -314,18 +310,22 @@ class ContentWriter:
                 return fd
             except FileExistsError as e:
                 job.failed = True
-                if self._overwrite != "never":  # something appeared after the unlink: report
-                    self._error(job.dest, e)
-                else:
-                    # Counted as a file when planned; the main thread takes it back
-                    # (it may be counting other files right now, so not from here).
-                    self._not_restored.append(job)
-                    self._skipped_existing(job.dest)
+                self._existed(job, e)
                 return -1
             except OSError as e:
                 job.failed = True
                 self._error(job.dest, e)
                 return -1
+
+    def _existed(self, job: FileJob, e: FileExistsError) -> None:
+        """The file's ``O_EXCL`` create met something (here or in a writer process)."""
+        if self._overwrite != "never":  # something appeared after the unlink: report
+            self._error(job.dest, e)
+        else:
+            # Counted as a file when planned; the main thread takes it back
+            # (it may be counting other files right now, so not from here).
+            self._not_restored.append(job)
+            self._skipped_existing(job.dest)
 
     def _fail(self, job: FileJob, e: OSError) -> None:
         with job.lock:
