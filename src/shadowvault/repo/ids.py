@@ -59,3 +59,8 @@ class BlobType(enum.Enum):
 
     DATA = "data"
     TREE = "tree"
+
+    # Enum's own __hash__ is Python code (the member's name hashed again); an index keyed by
+    # (type, id) pays it on every blob it loads and every lookup. Members are singletons and
+    # compare by identity, so the identity hash is as good and runs in C.
+    __hash__ = object.__hash__
