@@ -30,7 +30,6 @@ from pathlib import Path
 
 from shadowvault.config import DatabaseServer
 from shadowvault.errors import FatalError
-from shadowvault.fs import Selector
 from shadowvault.openfiles import RetryPolicy, Strategy
 from shadowvault.repo import Snapshot
 from shadowvault.snapshots import SnapshotMode, SnapshotSession
@@ -157,8 +156,7 @@ class BackupSession:
         with ExitStack() as stack:
             # First, so that reader processes fork with it frozen and it resumes last.
             collector = stack.enter_context(CollectorPause())
-            selector = build_selector(self.opt, self.sources)
-            prescan = self._prescan(parent_tree, selector)  # forked before any thread starts, too
+            prescan = self._prescan(parent_tree)  # forked before any thread starts, too
             if prescan is not None:
                 stack.callback(prescan.close)
             pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="blob"))
@@ -199,7 +197,7 @@ class BackupSession:
                 trees=self.trees,
                 stop=self.stop,
                 collector=collector,
-                selector=selector,
+                selector=None if prescan is None else prescan.selector,  # the verifiers' own rules
                 prescan=prescan,
             )
             walker.backup_sources(root)
@@ -236,9 +234,13 @@ class BackupSession:
         c = self.counters
         return BackupResult(snapshot_id, c.counts, code, c.outcomes, partial, self.stop.request)
 
-    def _prescan(self, parent_tree: bytes | None, selector: Selector) -> Prescan | None:
+    def _prescan(self, parent_tree: bytes | None) -> Prescan | None:
         """Verifier processes for an incremental backup of live files in a local repository, when
-        there are two or more CPUs (``engine.prescan`` says when else they are not used)."""
+        there are two or more CPUs (``engine.prescan`` says when else they are not used).
+
+        Not with database dumps in the run: they add the live data directories to the exclusions
+        (``_dump_databases``) once threads exist, and the verifiers must fork before any thread
+        with the walk's final selection rules."""
         o = self.opt
         n = o.prescan_processes
         if n is None:
@@ -251,12 +253,14 @@ class BackupSession:
             or o.sqlite_set
             or o.unchanged_by_name
             or o.snapshot_mode is not SnapshotMode.OFF
+            or o.databases
+            or o.run_databases
         ):
             return None
         trees = self.repo.forked_trees()
         if trees is None:
             return None
-        return Prescan(n, trees, parent_tree, selector, internal_name)
+        return Prescan(n, trees, parent_tree, build_selector(o, self.sources), internal_name)
 
     def _read_processes(self, parent_tree: bytes | None) -> int:
         """Reader processes for this session: only when every file will be read (no parent tree,

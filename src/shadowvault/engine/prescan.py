@@ -20,7 +20,8 @@ session walks what it had.
 
 Only for live reads of a local repository (no volume snapshot: a snapshot's paths are not the
 originals; a remote repository's client cannot be used in a forked process, ``repo.forkread``), and
-not with ``--force``, a ``sqlite`` set or when every unchanged file must be reported by name
+not with ``--force``, a ``sqlite`` set, database dumps in the run (they add exclusions once threads
+run, ``BackupSession._prescan``) or when every unchanged file must be reported by name
 (``BackupOptions.unchanged_by_name``): a subtree taken whole is reported as one ``SubtreeUnchanged``
 (a count and a size), so that memory stays independent of the tree's size. Per directory answered
 and not yet walked past, the session keeps its path and four numbers.
@@ -91,6 +92,7 @@ class Prescan:
         self._queue: deque[tuple[bytes, bytes]] = deque()  # (path, parent tree id) not sent yet
         self._asked: set[bytes] = set()  # queued or sent, not answered
         self._answers: dict[bytes, Subtree | None] = {}
+        self.selector = selector  # the walk must select with the very same rules
 
         def serve(conn: Connection) -> None:
             _serve(conn, trees, first_tree, selector, is_internal)
