@@ -9,6 +9,7 @@ thread when the repository and password are known from argv and the environment
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -21,4 +22,12 @@ def main() -> int:
     kdfcache.prefetch_for_command(sys.argv[1:], os.environ)
     from shadowvault.cli import main as cli_main
 
-    return cli_main()
+    try:
+        return cli_main()
+    finally:
+        # The interpreter's shutdown runs the cycle collector over every object once more before it
+        # frees the modules; after a backup or a restore that is the whole index and all the session
+        # made: 0.16-0.2 s of a 1.7 s no-change backup of 20,000 files (measured with and without).
+        # Frozen objects are left out of that collection and still freed by reference counting as
+        # the modules go; every file the program writes is closed (and synced) before this point.
+        gc.freeze()

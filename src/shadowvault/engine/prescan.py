@@ -50,8 +50,10 @@ from .nodes import equals_meta_node, node_outcome, unchanged
 
 __all__ = ["Prescan", "Subtree"]
 
-_OUTSTANDING = 2
-"""Requests sent to one verifier and not answered yet; the rest wait in the session."""
+_OUTSTANDING = 1
+"""Requests sent to one verifier and not answered yet; the rest wait in the session, so that the
+first verifier to finish takes the next (with two each, one verifier had a long subtree and the
+next request behind it while the other sat idle)."""
 
 # (directory path, unchanged, files, bytes) as the verifiers send them.
 _Answer = tuple[bytes, bool, int, int]
