@@ -281,7 +281,6 @@ class ContentWriter:
             if err:
                 self._fail(job, OSError(err, message))
             else:
-                job.failed = True
                 self._existed(job, FileExistsError(errno.EEXIST, message))
         for j, end in ends.items():
             job = jobs[j]
@@ -309,7 +308,6 @@ class ContentWriter:
                 job.created = True
                 return fd
             except FileExistsError as e:
-                job.failed = True
                 self._existed(job, e)
                 return -1
             except OSError as e:
@@ -319,6 +317,7 @@ class ContentWriter:
 
     def _existed(self, job: FileJob, e: FileExistsError) -> None:
         """The file's ``O_EXCL`` create met something (here or in a writer process)."""
+        job.failed = True
         if self._overwrite != "never":  # something appeared after the unlink: report
             self._error(job.dest, e)
         else:
