@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +36,52 @@ def sv(
     *args: str,
     repo: Path | None = None,
     check: bool = True,
-    timeout: float = 300,
+    timeout: float = 240,
     env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m shadowvault ARGS`` and return the completed process."""
-    p = subprocess.run(
-        [sys.executable, "-m", "shadowvault", *args],
-        capture_output=True,
-        text=True,
-        env=env(repo, **(env_extra or {})),
-        timeout=timeout,
-    )
+    """Run ``python -m shadowvault ARGS`` and return the completed process.
+
+    One that outlives ``timeout`` fails the test with every thread's stack of it and of its
+    forked workers (``faulthandler`` on SIGABRT), so a rare hang says where it waited. The default
+    ends before pytest's own 300 s timeout, which would only show the test waiting for the child."""
+    e = env(repo, **(env_extra or {}))
+    e["PYTHONFAULTHANDLER"] = "1"
+    cmd = [sys.executable, "-m", "shadowvault", *args]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _abort_tree(proc.pid)
+            out, err = proc.communicate()
+            raise AssertionError(
+                f"shadowvault {' '.join(args)} still ran after {timeout} s; its stacks:\n{out}\n{err}"
+            ) from None
+    p = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
     if check and p.returncode != 0:
         raise AssertionError(f"shadowvault {' '.join(args)} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def _abort_tree(pid: int) -> None:
+    """SIGABRT ``pid`` and its descendants, children first (their stacks go to the shared stderr)."""
+
+    def children(p: int) -> list[int]:
+        try:
+            tasks = Path(f"/proc/{p}/task").iterdir()
+            return [int(c) for t in tasks for c in (t / "children").read_text().split()]
+        except OSError:
+            return []
+
+    order: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        order.append(p)
+        todo.extend(children(p))
+    for p in reversed(order):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGABRT)
+        time.sleep(0.2)  # one stack dump at a time on the shared stderr
 
 
 def restic(
