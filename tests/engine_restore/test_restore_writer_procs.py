@@ -68,8 +68,15 @@ def repo_path(source: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def restore(repo_path: Path, target: Path, writers: int, sink: ListSink | None = None) -> RestoreResult:
-    repo = Repository.open(LocalBackend(repo_path), PASSWORD)
+class _NotLocal(LocalBackend):
+    """A local directory the repository does not recognise as one (``Repository.pack_file`` is None):
+    the session reads the ranges and hands them to the writers, as for a remote repository."""
+
+
+def restore(
+    repo_path: Path, target: Path, writers: int, sink: ListSink | None = None, *, remote: bool = False
+) -> RestoreResult:
+    repo = Repository.open((_NotLocal if remote else LocalBackend)(repo_path), PASSWORD)
     try:
         repo.load_index()
         with repo.lock(exclusive=False):
@@ -145,6 +152,20 @@ def test_writers_restore_what_the_threads_restore(
     assert gc.isenabled()
 
 
+def test_ranges_read_by_the_session_restore_what_the_threads_restore(
+    source: Path, repo_path: Path, tmp_path: Path, counted: list[int]
+) -> None:
+    """A remote repository's ranges reach the writers through their memory files, 16 MiB packs and
+    the many small ones alike; the files are the threads' files."""
+    by_threads = restore(repo_path, tmp_path / "threads", 0, remote=True)
+    by_writers = restore(repo_path, tmp_path / "writers", 2, remote=True)
+    assert counted and sum(counted) >= 300, "the writer processes were not used"
+    assert by_writers == by_threads and by_writers.exit_code == 0
+    rel = str(source).lstrip("/")
+    assert state(tmp_path / "writers" / rel) == state(tmp_path / "threads" / rel)
+    assert gc.isenabled()
+
+
 def test_a_file_that_appears_under_a_writer_is_kept_and_reported(
     source: Path, repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -207,9 +228,9 @@ def test_a_writer_killed_mid_restore_ends_the_restore_with_one_line(
     original = restore_procs.WriterProcesses.run
 
     def run(self: restore_procs.WriterProcesses, task: restore_procs.Task, ranges: Sequence[bytes]):  # type: ignore[no-untyped-def]
-        for pid, _ in self._all:
+        for w in self._all:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(w.pid, signal.SIGKILL)
         return original(self, task, ranges)
 
     monkeypatch.setattr(restore_procs.WriterProcesses, "run", run)

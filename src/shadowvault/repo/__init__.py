@@ -24,16 +24,21 @@ are the retention and garbage-collection mechanics. Nothing here knows about ope
 file-system walks or sessions.
 """
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from shadowvault.repo.backends import Backend, FileType, LocalBackend, MemBackend
-from shadowvault.repo.check import CheckProblem, check_repository
 from shadowvault.repo.files.snapshot import Snapshot
 from shadowvault.repo.files.tree import Node, Tree
 from shadowvault.repo.ids import BlobType, hash_bytes
-from shadowvault.repo.maintenance import PruneStats, forget, prune
 from shadowvault.repo.packer import DEFAULT_PACK_SIZE
 from shadowvault.repo.policy import Duration, GroupDecision, GroupKey, KeepPolicy, Rules, apply_policy
 from shadowvault.repo.repository import Repository
-from shadowvault.repo.tempfiles import TempFile, find_temp_files, remove_stale_temp_files
+
+if TYPE_CHECKING:
+    from shadowvault.repo.check import CheckProblem, check_repository
+    from shadowvault.repo.maintenance import PruneStats, forget, prune
+    from shadowvault.repo.tempfiles import TempFile, find_temp_files, remove_stale_temp_files
 
 __all__ = [
     "DEFAULT_PACK_SIZE",
@@ -62,3 +67,25 @@ __all__ = [
     "prune",
     "remove_stale_temp_files",
 ]
+
+_LAZY = {
+    "CheckProblem": "check",
+    "check_repository": "check",
+    "PruneStats": "maintenance",
+    "forget": "maintenance",
+    "prune": "maintenance",
+    "TempFile": "tempfiles",
+    "find_temp_files": "tempfiles",
+    "remove_stale_temp_files": "tempfiles",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """check, prune and the temp-file sweep, imported on first use: a backup, a restore or a
+    listing does not load them (``repo.check`` alone was ~0.05 s of every command's start-up)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
