@@ -12,12 +12,12 @@ process, as does every decision of the walk); a thread holding a pack's stored r
 writer, hands it the bytes and the task's plan — which blob goes to which (file, offset), and per
 file its destination and metadata — and waits for its report. The bytes go through a memory file
 (``memfd``) of that writer, made before the fork: one ``pwritev`` here, and the writer maps it
-(``MAP_POPULATE``) and copies each range out of the mapping. Sent through the connection instead, 416 MiB cost 1.1-1.9
-s of CPU in the two processes (the kernel's copies in and out of the socket in chunks, a copy into
-the receiver's buffer and one out of it, and a wake-up per chunk) against 0.3-0.4 s this way, on a
-restore that keeps both cores busy. A local pack is read by the writer itself (``pack_file``).
-The writer decodes and verifies every blob and writes it by the threads' rules (``restore_write``:
-``pwrite`` with zero blocks as holes):
+(``MAP_POPULATE``) and copies each range out of the mapping. Sent through the connection instead,
+416 MiB cost 1.1-1.9 s of CPU in the two processes (the kernel's copies in and out of the socket in
+chunks, a copy into the receiver's buffer and one out of it, and a wake-up per chunk) against
+0.3-0.4 s this way, on a restore that keeps both cores busy. A local pack is read by the writer
+itself (``pack_file``). The writer decodes and verifies every blob and writes it by the threads'
+rules (``restore_write``: ``pwrite`` with zero blocks as holes):
 
 - a file all of whose blobs are in this task (most files: a pack's plan holds whole files) is the
   writer's own: it creates it (``O_EXCL``: never over something that appeared), writes it and
