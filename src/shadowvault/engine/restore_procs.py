@@ -51,7 +51,7 @@ from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.repository import BlobDecoder, pack_read_error
 
 from .forked import READY, fork_worker, handshake, reap
-from .restore_write import CREATE, REOPEN, set_meta_fd, write_sparse
+from .restore_write import CREATE, REOPEN, remove_partial, set_meta_fd, write_sparse
 
 __all__ = ["FileSpec", "Task", "TaskReport", "WriterProcesses", "start_writers"]
 
@@ -273,7 +273,11 @@ def _write_task(
     written = finished = 0
     full = [False]  # the target is full and the restore stops (a list: set inside ``fail``)
 
-    def fail(j: int, exc: OSError) -> None:
+    def fail(j: int, exc: OSError, *, content: bool = True) -> None:
+        # A file of our own whose content failed is removed (``restore_write.remove_partial``); a
+        # shared file is the session's to remove when it gets the report.
+        if content and created[j] and not failed[j]:
+            remove_partial(files[j][0])
         failed[j] = True
         problems.append((j, exc.errno or errno.EIO, exc.strerror or str(exc)))
         if exc.errno in (errno.ENOSPC, errno.EDQUOT) and not keep_going:
@@ -303,7 +307,7 @@ def _write_task(
             set_meta_fd(fd, uid, gid, perms, xattrs, atime, mtime, is_root=is_root)
             finished += 1
         except OSError as exc:
-            fail(j, exc)
+            fail(j, exc, content=False)  # written whole: kept, as the threads keep it
 
     job, fd = -1, -1
     try:

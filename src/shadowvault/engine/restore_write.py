@@ -6,11 +6,13 @@ pack's wanted blobs in few large ranges (``RestoreRepo.load_pack_blobs``: verifi
 ``pwrite`` every copy of each blob with all-zero 64 KiB blocks left as holes, create each file on its
 first write (exactly one ``O_EXCL`` open) and finish it (length, owner, mode, xattrs, times through
 its descriptor) with its last one. Files without content are created in batches. Errors are
-per file and reported through the session's ``_error`` / ``_skipped_existing``.
+per file and reported through the session's ``_error`` / ``_skipped_existing``; a file whose
+content could not be written is removed if this restore created it (``remove_partial``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import threading
@@ -327,10 +329,15 @@ class ContentWriter:
             self._skipped_existing(job.dest)
 
     def _fail(self, job: FileJob, e: OSError) -> None:
+        """Part of the file's content could not be written: it is reported, and removed if this
+        restore created it (``remove_partial``)."""
         with job.lock:
             first = not job.failed
             job.failed = True
+            created = job.created
         if first:
+            if created:
+                remove_partial(job.dest)
             self._error(job.dest, e)
 
     def _finish(self, job: FileJob, fd: int) -> None:
@@ -395,6 +402,18 @@ def set_meta_fd(
             if e.errno not in (errno.ENOTSUP, errno.EPERM):
                 raise
     os.utime(fd, ns=(atime, mtime))
+
+
+def remove_partial(dest: bytes) -> None:
+    """Remove a file this restore created and could not write whole (a full target, an I/O error).
+
+    Left in place it could look restored: blobs written by other tasks after the failed one give
+    it its full length, with a hole (zeros) where the failed blob belongs. Only files the restore
+    created itself (``O_EXCL``) come here, never a user's; a descriptor still open on it (another
+    task's) writes into the unlinked file, and a later open of the path fails and is not reported
+    again. Best effort: the file is already reported as not restored."""
+    with contextlib.suppress(OSError):
+        os.unlink(dest)
 
 
 def write_sparse(fd: int, data: bytes, offset: int) -> int:
