@@ -46,6 +46,9 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (src / "big.bin").write_bytes(rnd.randbytes(20 * 1024 * 1024))  # over two 16 MiB packs
     (src / "empty").write_bytes(b"")
     (src / "zeros.bin").write_bytes(bytes(100_000))
+    twin = rnd.randbytes(3 * 1024 * 1024)  # one set of blobs, two files: each blob has two copies
+    (src / "dup1.bin").write_bytes(twin)
+    (src / "dup2.bin").write_bytes(twin)
     os.link(src / "d1" / "f001.bin", src / "link.bin")
     os.chmod(src / "d2" / "f002.bin", 0o604)
     os.utime(src / "big.bin", ns=(1_500_000_000_000_000_000, 1_600_000_000_123_456_789))
@@ -301,3 +304,63 @@ def test_a_file_whose_content_failed_is_not_left_looking_restored(
     assert {k: v[:4] for k, v in state(out).items()} == expected
     warnings = [e.message for e in sink.events if isinstance(e, Warning_)]
     assert any("2 entries could not be restored: no space left in" in w for w in warnings), warnings
+
+
+def _complete_or_absent(source: Path, out: Path) -> None:
+    """Every file the stopped restore left is the source's file, byte for byte."""
+    original = state(source)
+    for rel, st in state(out).items():
+        assert st[:2] == original[rel][:2], f"{rel} was left incomplete in the target"
+
+
+def test_a_stop_at_a_full_target_leaves_no_file_half_written_by_threads(
+    source: Path, repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --keep-going: a file another task was writing when the target filled up goes too.
+
+    big.bin's first blob waits until a file of another task has met the full target; then its
+    task sees the stop before its next blob. Before the fix big.bin stayed, created and partly
+    written (the other task had also written its tail: its full length, with a hole)."""
+    original = restore_write.write_sparse
+    other_failed = threading.Event()
+
+    def full_meanwhile(fd: int, data: bytes, offset: int) -> int:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.endswith("/big.bin") and offset == 0:
+            other_failed.wait(30)
+        elif "/d" in path and not path.endswith("/big.bin") and not other_failed.is_set():
+            other_failed.set()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(fd, data, offset)
+
+    monkeypatch.setattr(restore_write, "write_sparse", full_meanwhile)
+    with pytest.raises(FatalError, match="no space left in"):
+        restore(repo_path, tmp_path / "out", 0)
+    assert other_failed.is_set()
+    out = tmp_path / "out" / str(source).lstrip("/")
+    assert not (out / "big.bin").exists(), "a file half written when the restore stopped was left"
+    _complete_or_absent(source, out)
+
+
+def test_a_writer_stopping_at_a_full_target_leaves_no_file_half_written(
+    source: Path, repo_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer stops its task at the first full write; a file of the task it had begun goes too.
+
+    dup1.bin and dup2.bin share their blobs: the first blob's copy into dup1 meets the full
+    target, its copy into dup2 is written, then the writer stops. Before the fix dup2 stayed with
+    one blob of three."""
+    original = restore_procs.write_sparse
+
+    def full_for_dup1(fd: int, data: bytes, offset: int) -> int:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("/dup1.bin"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return original(fd, data, offset)
+
+    monkeypatch.setattr(restore_procs, "write_sparse", full_for_dup1)  # inherited by the writers
+    with pytest.raises(FatalError, match="no space left in"):
+        restore(repo_path, tmp_path / "out", 2)
+    out = tmp_path / "out" / str(source).lstrip("/")
+    assert not (out / "dup1.bin").exists()
+    assert not (out / "dup2.bin").exists(), "a file the writer had begun was left"
+    _complete_or_absent(source, out)

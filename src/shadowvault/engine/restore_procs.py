@@ -333,14 +333,13 @@ def _write_task(
                         except OSError as exc:
                             fail(j, exc)
                         written += len(data)
-                    if not files[j][1]:
-                        if end > ends.get(j, 0):
-                            ends[j] = end
-                        continue
-                    # An own file's highest end is kept in ``ends`` too, for its finish.
+                    # The highest end written: the session's for a shared file, the finish's for
+                    # an own one.
                     if end > ends.get(j, 0):
                         ends[j] = end
                     pending[j] -= 1
+                    if not files[j][1]:
+                        continue
                     if pending[j] == 0:
                         if fd >= 0 and not failed[j]:
                             finish(j, fd, ends.pop(j, 0))
@@ -359,6 +358,13 @@ def _write_task(
                     finally:
                         os.close(fd)
                     fd = -1
+        if full[0]:
+            # Stopped at a full target: a file with copies of this task left unwritten is
+            # incomplete (an own one is removed here, a shared one by the session on the report).
+            stopped = OSError(errno.ENOSPC, "not written: the restore stopped at a full target")
+            for j in range(len(files)):
+                if pending[j] > 0 and not failed[j]:
+                    fail(j, stopped)
     finally:
         if fd >= 0:
             os.close(fd)

@@ -140,7 +140,9 @@ class ContentWriter:
         if pack is not None:
             del self._plan_bytes[pack]
         if self._space.stopped:
-            return  # the target is full: the walk only finishes counting what was wanted
+            # The target is full: the walk only finishes counting what was wanted.
+            self._abandon(blobs)
+            return
         self._tasks.append(self._pool.submit(self._restore_pack, pack, blobs))
         self._bound_queue()
 
@@ -178,6 +180,7 @@ class ContentWriter:
         try:
             for blob_id, data in self._pack_blobs(pack, blobs):
                 if self._space.stopped:
+                    self._abandon(blobs)
                     return
                 for target, offset in blobs[blob_id][1]:
                     if target is not job:
@@ -231,6 +234,7 @@ class ContentWriter:
         over with the plan; files of several packs are created here first and finished here by
         the task that writes their last blob (``engine.restore_procs``)."""
         if self._space.stopped:
+            self._abandon(blobs)
             return
         assert self._writers is not None
         entries = [entry for entry, _ in blobs.values() if entry is not None]
@@ -339,6 +343,18 @@ class ContentWriter:
             if created:
                 remove_partial(job.dest)
             self._error(job.dest, e)
+
+    def _abandon(self, blobs: Placements) -> None:
+        """The restore stopped at a full target before these copies were written: a file of theirs
+        that exists and still waits for content is incomplete, so it goes (``_fail``). Files of
+        the plan whose copies were all written (``pending`` 0) are complete and stay."""
+        stopped = OSError(errno.ENOSPC, "not written: the restore stopped at a full target")
+        for _, targets in blobs.values():
+            for job, _ in targets:
+                with job.lock:
+                    incomplete = job.created and not job.failed and job.pending > 0
+                if incomplete:
+                    self._fail(job, stopped)
 
     def _finish(self, job: FileJob, fd: int) -> None:
         """Give the file its length (trailing hole) and metadata, then close ``fd``."""
