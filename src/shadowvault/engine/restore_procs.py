@@ -11,7 +11,7 @@ The session's threads still read the packs (backends, their connections and retr
 process, as does every decision of the walk); a thread holding a pack's stored ranges takes an idle
 writer, hands it the bytes and the task's plan — which blob goes to which (file, offset), and per
 file its destination and metadata — and waits for its report. The bytes go through a memory file
-(``memfd``) of that writer, made before the fork: one ``pwritev`` here, and the writer maps it
+(``memfd``) of that writer, made before the fork: a ``pwrite`` per range here, and the writer maps it
 (``MAP_POPULATE``) and copies each range out of the mapping. Sent through the connection instead,
 416 MiB cost 1.1-1.9 s of CPU in the two processes (the kernel's copies in and out of the socket in
 chunks, a copy into the receiver's buffer and one out of it, and a wake-up per chunk) against
@@ -51,12 +51,19 @@ from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.repository import BlobDecoder, pack_read_error
 
 from .forked import READY, fork_worker, handshake, reap
-from .restore_write import CREATE, REOPEN, remove_partial, set_meta_fd, write_sparse
+from .restore_write import (
+    CREATE,
+    REOPEN,
+    pwrite_all,
+    remove_partial,
+    set_meta_fd,
+    stopped_error,
+    write_sparse,
+)
 
 __all__ = ["FileSpec", "Task", "TaskReport", "WriterProcesses", "start_writers"]
 
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
-_IOV_MAX = 1024
 
 
 FileSpec = tuple[bytes, bool, int, int, int, int, list[tuple[str, bytes]] | None, int, int]
@@ -174,16 +181,8 @@ class _Writer:
             os.ftruncate(self.memfd, total)
             self._size = total
         pos = 0
-        pending = [memoryview(raw) for raw in ranges if raw]
-        while pending:
-            # A memory file takes all of it at once; the loop is for IOV_MAX and partial writes.
-            n = os.pwritev(self.memfd, pending[:_IOV_MAX], pos)
-            pos += n
-            while pending and n >= len(pending[0]):
-                n -= len(pending[0])
-                pending.pop(0)
-            if pending and n:
-                pending[0] = pending[0][n:]
+        for raw in ranges:  # a few ranges per pack: a write each
+            pos = pwrite_all(self.memfd, memoryview(raw), pos)
 
 
 # ----- in the writer ----------------------------------------------------------------------------
@@ -361,7 +360,7 @@ def _write_task(
         if full[0]:
             # Stopped at a full target: a file with copies of this task left unwritten is
             # incomplete (an own one is removed here, a shared one by the session on the report).
-            stopped = OSError(errno.ENOSPC, "not written: the restore stopped at a full target")
+            stopped = stopped_error()
             for j in range(len(files)):
                 if pending[j] > 0 and not failed[j]:
                     fail(j, stopped)

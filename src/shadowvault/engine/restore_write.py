@@ -348,7 +348,7 @@ class ContentWriter:
         """The restore stopped at a full target before these copies were written: a file of theirs
         that exists and still waits for content is incomplete, so it goes (``_fail``). Files of
         the plan whose copies were all written (``pending`` 0) are complete and stay."""
-        stopped = OSError(errno.ENOSPC, "not written: the restore stopped at a full target")
+        stopped = stopped_error()
         for _, targets in blobs.values():
             for job, _ in targets:
                 with job.lock:
@@ -420,6 +420,12 @@ def set_meta_fd(
     os.utime(fd, ns=(atime, mtime))
 
 
+def stopped_error() -> OSError:
+    """What a file the restore began is failed with when the restore stops at a full target (the
+    session's ``_abandon`` and a writer process that stops its task)."""
+    return OSError(errno.ENOSPC, "not written: the restore stopped at a full target")
+
+
 def remove_partial(dest: bytes) -> None:
     """Remove a file this restore created and could not write whole (a full target, an I/O error).
 
@@ -445,7 +451,7 @@ def write_sparse(fd: int, data: bytes, offset: int) -> int:
         written = os.pwrite(fd, data, offset)
         if written == n:
             return offset + n
-        return _pwrite_all(fd, memoryview(data)[written:], offset + written)
+        return pwrite_all(fd, memoryview(data)[written:], offset + written)
     view = memoryview(data)
     end = -1
     run = -1  # start of the current run of non-zero blocks
@@ -455,14 +461,14 @@ def write_sparse(fd: int, data: bytes, offset: int) -> int:
             if run < 0:
                 run = start
         elif run >= 0:
-            end = _pwrite_all(fd, view[run:start], offset + run)
+            end = pwrite_all(fd, view[run:start], offset + run)
             run = -1
     if run >= 0:
-        end = _pwrite_all(fd, view[run:], offset + run)
+        end = pwrite_all(fd, view[run:], offset + run)
     return end
 
 
-def _pwrite_all(fd: int, chunk: memoryview, pos: int) -> int:
+def pwrite_all(fd: int, chunk: memoryview, pos: int) -> int:
     """Write all of ``chunk`` at ``pos``; returns the end offset."""
     while chunk:
         written = os.pwrite(fd, chunk, pos)
