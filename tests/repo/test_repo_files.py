@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 
+import orjson
 import pytest
 import zstandard
 
@@ -19,6 +20,7 @@ from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.files.snapshot import Snapshot
 from shadowvault.repo.files.tree import Node, Tree, go_quote, go_unquote
 from shadowvault.repo.ids import BlobType, hash_bytes
+from shadowvault.repo.index import IndexEntry, MasterIndex
 
 
 def _blobs() -> list[PackedBlob]:
@@ -71,6 +73,79 @@ def test_index_file_json_matches_the_design_document_shape() -> None:
 def test_legacy_array_index_is_read() -> None:
     raw = json.dumps([{"id": hash_bytes(b"p").hex(), "blobs": []}]).encode()
     assert IndexFile.from_json(raw).packs == [(hash_bytes(b"p"), [])]
+
+
+def test_master_index_from_json_is_what_the_index_file_holds() -> None:
+    p1, p2 = hash_bytes(b"p1"), hash_bytes(b"p2")
+    first = IndexFile([(p1, _blobs())]).to_json()
+    # The second file names p1 again (a rewrite interrupted after writing it) and puts blob "a"
+    # in a second pack too: each blob is listed once per pack, and found in the first pack.
+    dup = PackedBlob(BlobType.DATA, hash_bytes(b"a"), 9, 100, None)
+    second = IndexFile([(p1, _blobs()[:1]), (p2, [dup])]).to_json()
+    index = MasterIndex()
+    index.add_index_json(b"i1", first)
+    index.add_index_json(b"i2", second)
+    assert index.index_files == {b"i1", b"i2"}
+    assert index.pack_blobs(p1) == _blobs() and index.pack_blobs(p2) == [dup]
+    assert index.lookup(BlobType.DATA, hash_bytes(b"a")) == IndexEntry(p1, _blobs()[0])
+    assert index.lookup(BlobType.TREE, hash_bytes(b"d")) == IndexEntry(p1, _blobs()[3])
+    assert index.lookup(BlobType.DATA, hash_bytes(b"d")) is None  # the id is only unique with its type
+    assert index.has(BlobType.TREE, hash_bytes(b"c")) and not index.has(BlobType.DATA, hash_bytes(b"c"))
+    assert index.blob_count() == 4
+    legacy = MasterIndex()
+    legacy.add_index_json(b"old", json.dumps(json.loads(first)["packs"]).encode())
+    assert legacy.pack_blobs(p1) == _blobs()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b.pop("offset"),
+        lambda b: b.update(offset="0"),
+        lambda b: b.update(length=1.5),
+        lambda b: b.update(uncompressed_length="400"),
+        lambda b: b.update(id="ab" * 31),
+        lambda b: b.update(id="zz" * 32),
+        lambda b: b.update(type="index"),
+        lambda b: b.update(type=["data"]),
+    ],
+)
+def test_a_malformed_index_file_adds_nothing(damage: object) -> None:
+    doc = json.loads(IndexFile([(hash_bytes(b"good"), _blobs()), (hash_bytes(b"bad"), _blobs())]).to_json())
+    damage(doc["packs"][1]["blobs"][2])  # type: ignore[operator]
+    index = MasterIndex()
+    with pytest.raises(ValueError):
+        index.add_index_json(b"i", json.dumps(doc).encode())
+    assert index.blob_count() == 0 and not index.pack_ids() and not index.index_files
+
+
+def test_json_documents_orjson_refuses_are_read_as_before() -> None:
+    assert jsonfmt.loads(b'{"a":[1,"\\u00e9",null]}') == {"a": [1, "\u00e9", None]}
+    assert jsonfmt.loads(b"\xef\xbb\xbf{}") == {}  # a byte order mark
+    assert jsonfmt.loads(b'"\\ud800"') == "\ud800"  # an unpaired surrogate escape
+    assert jsonfmt.loads(b'{"i":18446744073709551615}') == {"i": 2**64 - 1}
+    with pytest.raises(ValueError):
+        jsonfmt.loads(b'{"a":')
+
+
+def test_json_is_written_as_the_standard_library_and_go_write_it() -> None:
+    # Every code point (surrogates aside, see below), in a name and as a key.
+    text = "".join(chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF)
+    for doc in ({"name": text}, {text[:5000]: 1}):
+        assert jsonfmt.dumps(doc) == jsonfmt._dumps_stdlib(doc)
+        assert orjson.dumps(doc)  # the fast path wrote it (it raises what it refuses)
+    assert jsonfmt.dumps({"n": "<a & b>\u2028\u2029"}) == b'{"n":"\\u003ca \\u0026 b\\u003e\\u2028\\u2029"}'
+    doc = {"nodes": [{"name": "f", "type": "file", "size": 2**64 - 1, "inode": -(2**63), "content": None}]}
+    assert (
+        jsonfmt.dumps(doc)
+        == jsonfmt._dumps_stdlib(doc)
+        == b'{"nodes":[{"name":"f","type":"file",'
+        + (b'"size":18446744073709551615,"inode":-9223372036854775808,"content":null}]}')
+    )
+    # What orjson refuses is written by the standard library: a lone surrogate (an undecodable
+    # file name) becomes U+FFFD as Go writes it, an integer beyond 64 bits is kept exact.
+    assert jsonfmt.dumps({"n": "a\udc80"}) == '{"n":"a\ufffd"}'.encode()
+    assert jsonfmt.dumps({"big": 2**64}) == b'{"big":18446744073709551616}'
 
 
 def test_index_split_keeps_each_file_under_budget(monkeypatch: pytest.MonkeyPatch) -> None:

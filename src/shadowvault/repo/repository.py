@@ -29,7 +29,7 @@ from shadowvault.repo.backends.base import Backend, FileType, exists, is_remote,
 from shadowvault.repo.backends.local import LocalBackend
 from shadowvault.repo.files import key
 from shadowvault.repo.files.config import MAX_VERSION, MIN_VERSION, RepoConfig
-from shadowvault.repo.files.index import IndexFile, split_into_files
+from shadowvault.repo.files.index import split_into_files
 from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.files.snapshot import Snapshot
 from shadowvault.repo.files.tree import Tree
@@ -279,7 +279,7 @@ class Repository:
                 try:
                     raw = self.load_unpacked(FileType.INDEX, name)
                     try:
-                        parsed = IndexFile.from_json(raw)
+                        self.index.add_index_json(index_id, raw)
                     except ValueError as exc:
                         raise IntegrityError(
                             f"index file {short(name)} in {self.location()} is malformed ({exc}): "
@@ -290,7 +290,6 @@ class Repository:
                         raise
                     on_error(name, exc)
                     continue
-                self.index.add_index_file(index_id, parsed)
             self._index_loaded = True
 
     def reset_index(self) -> None:

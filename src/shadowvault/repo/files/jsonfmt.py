@@ -15,6 +15,8 @@ import re
 import time
 from typing import Any
 
+import orjson
+
 _EPOCH = dt.datetime(1970, 1, 1)
 _MIN = dt.datetime(1, 1, 1)
 _MAX = dt.datetime(9999, 12, 31, 23, 59, 59)
@@ -23,6 +25,8 @@ _NS = 1_000_000_000
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_ESCAPE_RE = re.compile("[<>&\u2028\u2029]")
+_GO_ESCAPES_BYTES = {k.encode(): v.encode() for k, v in _GO_ESCAPES.items()}
+_GO_ESCAPE_BYTES_RE = re.compile(b"[<>&]|\xe2\x80[\xa8\xa9]")
 # One encoder for every document (json.dumps with options builds a new one per call).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -33,10 +37,25 @@ _RFC3339 = re.compile(
 
 def dumps(doc: Any) -> bytes:
     """Compact JSON as Go's ``json.Marshal`` writes it (key order as given)."""
+    # orjson writes every string exactly as the standard library's encoder configured above
+    # (checked for every code point in the tests), at a fraction of its cost: a first backup
+    # encodes one tree node per file on the walking thread (issue 10). What orjson refuses (an
+    # integer beyond 64 bits, a lone surrogate from an undecodable name, a non-string key) is
+    # written by the standard library. Floats are spelled differently by the two (1e-05 against
+    # 0.00001; restic reads both, and none of restic's documents holds one), and a NaN, which
+    # nothing here computes, would be written as null instead of refused.
+    try:
+        out = orjson.dumps(doc)
+    except TypeError:
+        return _dumps_stdlib(doc)
+    if b"<" in out or b">" in out or b"&" in out or (not out.isascii() and _GO_ESCAPE_BYTES_RE.search(out)):
+        out = _GO_ESCAPE_BYTES_RE.sub(lambda m: _GO_ESCAPES_BYTES[m.group(0)], out)
+    return out
+
+
+def _dumps_stdlib(doc: Any) -> bytes:
     text = _ENCODER.encode(doc)
     if text.isascii():
-        # Most documents (trees of ASCII names) hold neither surrogates nor U+2028/9: two
-        # regular-expression passes over every tree cost more than encoding it (issue 10).
         if "<" in text or ">" in text or "&" in text:
             text = _GO_ESCAPE_RE.sub(lambda m: _GO_ESCAPES[m.group(0)], text)
         return text.encode("ascii")
@@ -48,8 +67,19 @@ def dumps(doc: Any) -> bytes:
 
 
 def loads(data: bytes | str) -> Any:
-    """Parse JSON; ``ValueError`` on malformed input."""
-    return json.loads(data)
+    """Parse JSON; ``ValueError`` on malformed input.
+
+    orjson first: an incremental backup decodes every tree of its parent snapshot and every index
+    file, and orjson parses a tree node in a fifth of the standard library's time (1.3 against
+    6.2 µs, 200,000 small files). What it refuses (a byte order mark, an unpaired surrogate escape,
+    NaN) goes to the standard parser, so the documents read are exactly those read before. One
+    difference is accepted: an integer beyond 64 bits becomes a float, where neither restic nor we
+    ever write one.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
 
 
 def _local_offset(seconds: int) -> int:
