@@ -92,6 +92,9 @@ def test_master_index_from_json_is_what_the_index_file_holds() -> None:
     assert index.lookup(BlobType.DATA, hash_bytes(b"d")) is None  # the id is only unique with its type
     assert index.has(BlobType.TREE, hash_bytes(b"c")) and not index.has(BlobType.DATA, hash_bytes(b"c"))
     assert index.blob_count() == 4
+    twice = MasterIndex()  # a pack naming one blob twice lists it once, as before
+    twice.add_index_json(b"i", IndexFile([(p2, [dup, dup])]).to_json())
+    assert twice.pack_blobs(p2) == [dup]
     legacy = MasterIndex()
     legacy.add_index_json(b"old", json.dumps(json.loads(first)["packs"]).encode())
     assert legacy.pack_blobs(p1) == _blobs()

@@ -60,21 +60,21 @@ class MasterIndex:
                 self._new_packs.append(pack_id)
 
     def _merge(self, packs: Iterable[tuple[bytes, list[_Loc]]]) -> None:
-        """Add packs' blobs (lock held). A pack listed twice (two index files name it after an
-        interrupted rewrite) keeps each blob once; a blob in two packs is found in the first."""
+        """Add packs' blobs (lock held). A pack keeps each blob once, also when it is listed
+        twice (two index files name it after an interrupted rewrite) or names a blob twice; a
+        blob in two packs is found in the first."""
         by_type = self._by_type
         for pack_id, locs in packs:
             known = self._packs.get(pack_id)
             if known is None:
                 self._packs[pack_id] = known = []
-                fresh = locs
-            else:
-                seen = {(loc[1], loc[2]) for loc in known}
-                fresh = []
-                for loc in locs:
-                    if (loc[1], loc[2]) not in seen:
-                        seen.add((loc[1], loc[2]))
-                        fresh.append(loc)
+            seen = {(loc[1], loc[2]) for loc in known}
+            fresh = []
+            for loc in locs:
+                key = (loc[1], loc[2])
+                if key not in seen:
+                    seen.add(key)
+                    fresh.append(loc)
             known.extend(fresh)
             for loc in fresh:
                 by_type[loc[1]].setdefault(loc[2], loc)
