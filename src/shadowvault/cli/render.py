@@ -17,6 +17,7 @@ from shadowvault.engine.events import (
     FilesUnchanged,
     Progress,
     SessionSummary,
+    SubtreeUnchanged,
     Warning_,
 )
 
@@ -92,6 +93,12 @@ class BackupRenderer:
                     self.app.emit({"message_type": "file", "path": event.path, **event.outcome.to_json()})
                 else:
                     self._line(outcome_line(event.path, event.outcome.to_json()))
+            self._status()
+        elif isinstance(event, SubtreeUnchanged):
+            # Only without -vv (which lists every unchanged file, so the session names them).
+            self.files += len(event)
+            self.bytes += event.total_size
+            self.current = os.fsdecode(event.path)
             self._status()
         elif isinstance(event, FilesUnchanged):
             self.files += len(event)

@@ -46,12 +46,13 @@ from .housekeeping import tidy_temp_files
 from .outcomes import FileRecord
 from .parent import choose_parent
 from .ports import BackupRepo
+from .prescan import Prescan
 from .readahead import ReadAhead
 from .stopping import StopRequest, StopState
 from .summary import Counts
 from .tree_builder import PendingDir, TreeBuilder
 from .treesaver import TreeSaver
-from .walker import Walker, parent_children
+from .walker import Walker, build_selector, internal_name, parent_children
 
 __all__ = ["BackupOptions", "BackupResult", "BackupSession", "StopRequest"]
 
@@ -95,6 +96,12 @@ class BackupOptions:
     sqlite_set: bool = False
     sqlite_busy_timeout: float = DEFAULT_BUSY_TIMEOUT
     state_dir: str | None = None  # where database copies are made (0600 files, deleted after)
+    # Every unchanged file reported by name (-vv, a detailed activity log): no directory is then
+    # taken whole from the parent snapshot by the verifier processes (engine.prescan).
+    unchanged_by_name: bool = False
+    # Verifier processes of an incremental backup (engine.prescan); None: one per CPU when there
+    # are two or more, 0: none.
+    prescan_processes: int | None = None
 
 
 @dataclass
@@ -149,6 +156,9 @@ class BackupSession:
         with ExitStack() as stack:
             # First, so that reader processes fork with it frozen and it resumes last.
             collector = stack.enter_context(CollectorPause())
+            prescan = self._prescan(parent_tree)  # forked before any thread starts, too
+            if prescan is not None:
+                stack.callback(prescan.close)
             pool = stack.enter_context(ThreadPoolExecutor(workers, thread_name_prefix="blob"))
             blobs = BlobStage(self.repo, pool, self.counters)
             readahead = ReadAhead()
@@ -187,6 +197,8 @@ class BackupSession:
                 trees=self.trees,
                 stop=self.stop,
                 collector=collector,
+                selector=None if prescan is None else prescan.selector,  # the verifiers' own rules
+                prescan=prescan,
             )
             walker.backup_sources(root)
             files.drain_retries()
@@ -221,6 +233,34 @@ class BackupSession:
         )
         c = self.counters
         return BackupResult(snapshot_id, c.counts, code, c.outcomes, partial, self.stop.request)
+
+    def _prescan(self, parent_tree: bytes | None) -> Prescan | None:
+        """Verifier processes for an incremental backup of live files in a local repository, when
+        there are two or more CPUs (``engine.prescan`` says when else they are not used).
+
+        Not with database dumps in the run: they add the live data directories to the exclusions
+        (``_dump_databases``) once threads exist, and the verifiers must fork before any thread
+        with the walk's final selection rules."""
+        o = self.opt
+        n = o.prescan_processes
+        if n is None:
+            cpus = os.cpu_count() or 1
+            n = min(cpus, 4) if cpus >= 2 else 0
+        if (
+            n <= 0
+            or parent_tree is None
+            or o.force
+            or o.sqlite_set
+            or o.unchanged_by_name
+            or o.snapshot_mode is not SnapshotMode.OFF
+            or o.databases
+            or o.run_databases
+        ):
+            return None
+        trees = self.repo.forked_trees()
+        if trees is None:
+            return None
+        return Prescan(n, trees, parent_tree, build_selector(o, self.sources), internal_name)
 
     def _read_processes(self, parent_tree: bytes | None) -> int:
         """Reader processes for this session: only when every file will be read (no parent tree,

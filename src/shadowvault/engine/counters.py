@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from .events import Event, EventSink, FileDone, FilesUnchanged, Progress, SessionSummary
+from .events import Event, EventSink, FileDone, FilesUnchanged, Progress, SessionSummary, SubtreeUnchanged
 from .outcomes import FileRecord, Outcome
 from .summary import Counts, exit_code
 
@@ -67,6 +67,14 @@ class SessionCounters:
         self._unchanged_sizes.append(size)
         if len(paths) >= _UNCHANGED_BATCH:
             self._flush_unchanged()
+
+    def unchanged_tree(self, path: bytes, files: int, size: int) -> None:
+        """A directory whose ``files`` files (``size`` bytes) were all taken from the parent
+        snapshot without being walked (``engine.prescan``): counted and reported at once."""
+        c = self.counts
+        c.unchanged += files
+        c.ok += files
+        self.sink(SubtreeUnchanged(path, files, size))
 
     def flush(self) -> None:
         """Report the unchanged files not reported yet (the end of a session that failed)."""

@@ -97,6 +97,35 @@ class FilesUnchanged(Event):
 
 
 @dataclass(frozen=True)
+class SubtreeUnchanged(Event):
+    """A directory taken whole from the parent snapshot (``engine.prescan``): its ``files`` files of
+    ``size`` bytes in all are class ok, none was read, and they are not named one by one (a session
+    that must name them, ``BackupOptions.unchanged_by_name``, walks the directory instead)."""
+
+    path: bytes
+    files: int
+    size: int
+    kind: str = field(init=False, default="subtree_unchanged")
+
+    def __len__(self) -> int:
+        return self.files
+
+    @property
+    def total_size(self) -> int:
+        """The files' total size."""
+        return self.size
+
+    def to_json(self) -> dict[str, Any]:
+        """The directory as text, with the counts."""
+        return {
+            "message_type": self.kind,
+            "path": os.fsdecode(self.path),
+            "files": self.files,
+            "bytes": self.size,
+        }
+
+
+@dataclass(frozen=True)
 class FileRetryScheduled(Event):
     """A file's attempt failed and it will be tried again after ``delay`` seconds."""
 

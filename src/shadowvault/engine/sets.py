@@ -16,6 +16,7 @@ Two jobs, kept apart:
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import socket
@@ -33,7 +34,7 @@ from shadowvault.snapshots import SnapshotMode
 
 from .activity import ActivityLog, SessionStatus
 from .backup import BackupOptions, BackupResult, BackupSession
-from .events import Event, EventSink, FileDone, FilesUnchanged, SessionSummary, Warning_
+from .events import Event, EventSink, FileDone, FilesUnchanged, SessionSummary, SubtreeUnchanged, Warning_
 from .summary import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, EXIT_SOME_SUSPECT, EXIT_USAGE
 
 __all__ = [
@@ -231,6 +232,9 @@ class ActivityRecorder:
                 if event.reused:
                     outcome.setdefault("reason", "unchanged")
                 self.log.record_file(self.session_id, event.path, outcome)
+        elif isinstance(event, SubtreeUnchanged):
+            # Only when files need not be named (a detailed log sets ``unchanged_by_name``).
+            self.counts["ok"] = self.counts.get("ok", 0) + len(event)
         elif isinstance(event, FilesUnchanged):
             self.counts["ok"] = self.counts.get("ok", 0) + len(event)
             if self.detailed:
@@ -296,6 +300,8 @@ def run_set(
             recorder = ActivityRecorder(sink, log, sid, detailed=detailed_log)
         if on_session is not None:
             on_session(sid)
+        if detailed_log and not options.unchanged_by_name:
+            options = dataclasses.replace(options, unchanged_by_name=True)  # the log names every file
         result = BackupSession(repo, options, recorder).run()
         if result.stop is not None:
             log.warn(sid, f"partial snapshot: {result.stop.message}")

@@ -37,6 +37,7 @@ from .filesaver import FileSaver, renamed
 from .nodes import node_from_meta
 from .parent import indexed_tree
 from .ports import BackupRepo
+from .prescan import Prescan
 from .readahead import ReadAhead
 from .stopping import StopState
 from .tree_builder import PendingDir
@@ -78,6 +79,26 @@ def builtin_excludes(sources: list[str]) -> list[str]:
     return [p for p in default_excludes() if not any(ExcludeMatcher([p]).matches(s, True) for s in named)]
 
 
+def build_selector(opt: BackupOptions, sources: list[str]) -> Selector:
+    """The selection rules of a session: the set's patterns, the built-in ones, markers, devices."""
+    excludes = list(opt.excludes)
+    if opt.use_default_excludes:
+        excludes = builtin_excludes(sources) + excludes
+    return Selector(
+        ExcludeMatcher(excludes),
+        opt.exclude_if_present,
+        opt.one_file_system,
+        devices_of(sources),
+        runtime_excluded_paths(*opt.excluded_paths),
+        detect_swap=opt.use_default_excludes,
+    )
+
+
+def internal_name(orig: bytes, name: bytes) -> bool:
+    """A snapshot or clone work directory by its name (ours or another session's)."""
+    return name.startswith(_INTERNAL_PREFIX)
+
+
 class Walker:
     """Walks the sources of one session (see the module docstring)."""
 
@@ -93,6 +114,8 @@ class Walker:
         trees: TreeSaver,
         stop: StopState,
         collector: CollectorPause,
+        selector: Selector | None = None,
+        prescan: Prescan | None = None,
     ) -> None:
         self.repo = repo
         self.opt = opt
@@ -104,17 +127,8 @@ class Walker:
         self.builder = trees.builder
         self.stop = stop
         self.collector = collector
-        excludes = list(opt.excludes)
-        if opt.use_default_excludes:
-            excludes = builtin_excludes(sources) + excludes
-        self.selector = Selector(
-            ExcludeMatcher(excludes),
-            opt.exclude_if_present,
-            opt.one_file_system,
-            devices_of(sources),
-            runtime_excluded_paths(*opt.excluded_paths),
-            detect_swap=opt.use_default_excludes,
-        )
+        self.selector = selector if selector is not None else build_selector(opt, sources)
+        self.prescan = prescan
 
     # ----- sources ------------------------------------------------------------------------------
 
@@ -210,6 +224,8 @@ class Walker:
             self.readahead.directory(read_path, names)
         if view is None:
             self.files.dbs.listed(orig, names)
+            if self.prescan is not None and d.parent_nodes:
+                self.prescan.submit(orig, names, d.parent_nodes)
         return _DirFrame(d, orig, read_path, view, iter(names))
 
     def _entry(
@@ -236,8 +252,11 @@ class Walker:
         if meta.kind == "dir":
             if view is not None and not is_source and not self.opt.one_file_system and _mounted_below(orig):
                 meta, read_path, view = self._live_below_snapshot(orig, name, meta), orig, None
+            descend = is_source or self.selector.descend(orig, meta)
+            if descend and view is None and not is_source and self._taken_whole(d, orig, meta, parent_node):
+                return None
             child = self._child_dir(d, meta, parent_node)
-            if is_source or self.selector.descend(orig, meta):
+            if descend:
                 return child, orig, read_path, view
             # A mount point under --one-file-system: recorded, not entered (as restic does).
             child.listed = True
@@ -247,6 +266,19 @@ class Walker:
         else:
             d.add(node_from_meta(meta))
         return None
+
+    def _taken_whole(self, d: PendingDir, orig: bytes, meta: FileMeta, parent_node: Node | None) -> bool:
+        """A live directory a verifier found as the parent snapshot has it (``engine.prescan``):
+        its node, from this walk's ``lstat``, takes the parent's tree, and it is not walked."""
+        subtree = parent_node.subtree if parent_node is not None and parent_node.type == "dir" else None
+        if self.prescan is None or subtree is None:
+            return False
+        whole = self.prescan.answer(orig)
+        if whole is None:
+            return False
+        d.add(node_from_meta(meta, subtree=subtree))
+        self.files.counters.unchanged_tree(orig, whole.files, whole.size)
+        return True
 
     def _live_below_snapshot(self, orig: bytes, name: bytes, snap_meta: FileMeta) -> FileMeta:
         """A file system or nested subvolume below a snapshotted source is an empty directory in

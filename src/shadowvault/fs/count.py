@@ -55,7 +55,7 @@ def main() -> int:
     """The child's entry point; exit code 0, or 1 when the totals could not be counted."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The totals are for display only: at the lowest priority the walk takes only CPU time the
-    # backup leaves idle.
+    # backup leaves idle (an incremental backup's verifier processes keep every core busy).
     with contextlib.suppress(OSError):
         os.nice(19)
     try:

@@ -33,6 +33,7 @@ from shadowvault.repo.files.index import split_into_files
 from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.files.snapshot import Snapshot
 from shadowvault.repo.files.tree import Tree
+from shadowvault.repo.forkread import ForkedTrees
 from shadowvault.repo.ids import BlobType, hash_bytes, is_hex_id, short
 from shadowvault.repo.index import MasterIndex
 from shadowvault.repo.lock import RepoLock, remove_stale_locks
@@ -411,6 +412,14 @@ class Repository:
             except (OSError, EOFError) as exc:
                 raise pack_read_error(pack_name, start, length, exc) from exc
             yield start, data, blobs
+
+    def forked_trees(self) -> ForkedTrees | None:
+        """Tree reads and index lookups for a process forked from this one (``repo.forkread``), once
+        the index is loaded; None unless packs are read straight from a local directory."""
+        if type(self.backend) is not LocalBackend:
+            return None
+        self._ensure_index()
+        return ForkedTrees(self.backend, self.index, self.key)
 
     def pack_file(self, pack_name: str) -> str | None:
         """The local file of a pack when reads go straight to a directory (no rate limit or other

@@ -143,6 +143,7 @@ def run(app: App, args: argparse.Namespace) -> int:
     ]
     for opts in options:  # live data directories of every dumped server are left out of file sets
         opts.run_databases = [d for other in options if other is not opts for d in other.databases]
+        opts.unchanged_by_name = app.verbose >= 2  # -vv lists each unchanged file
     if args.dry_run:
         return _dry_run(app, runs, options)
     # Before the prewarm, scan and blob threads exist: each thread that allocates before the limit
