@@ -33,6 +33,7 @@ import contextlib
 import marshal
 import os
 import signal
+import stat
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,16 +56,28 @@ _OUTSTANDING = 1
 first verifier to finish takes the next (with two each, one verifier had a long subtree and the
 next request behind it while the other sat idle)."""
 
-# (directory path, unchanged, files, bytes) as the verifiers send them.
-_Answer = tuple[bytes, bool, int, int]
+# The directory as a verifier saw it before listing it: (inode, mtime, ctime) in ns.
+_Ident = tuple[int, int, int]
+_NO_IDENT: _Ident = (0, 0, 0)
+
+# (directory path, unchanged, files, bytes, the directory as seen) as the verifiers send them.
+_Answer = tuple[bytes, bool, int, int, _Ident]
 
 
 @dataclass(frozen=True)
 class Subtree:
-    """A directory whose tree is the parent snapshot's: how many files and bytes it holds."""
+    """A directory whose tree is the parent snapshot's: how many files and bytes it holds, and
+    the directory's (inode, mtime, ctime) when the verifier listed it."""
 
     files: int
     size: int
+    ident: _Ident
+
+    def seen_as(self, inode: int, mtime_ns: int, ctime_ns: int) -> bool:
+        """True when the session's own ``lstat`` of the directory is the one the verifier saw: no
+        entry was added, removed or renamed in it since (its mtime and ctime would have moved),
+        so the verifier's listing is the one the session would have made."""
+        return self.ident == (inode, mtime_ns, ctime_ns)
 
 
 @dataclass
@@ -173,8 +186,8 @@ class Prescan:
             self._lost(w)
             return
         w.sent.popleft()
-        for path, same, files, size in answers:
-            self._answers[path] = Subtree(files, size) if same else None
+        for path, same, files, size, ident in answers:
+            self._answers[path] = Subtree(files, size, ident) if same else None
             self._asked.discard(path)
 
     def _lost(self, w: _Worker) -> None:
@@ -213,7 +226,7 @@ def _serve(
         try:
             answers = _verify(path, tree_id, trees, selector, is_internal)
         except Exception:  # whatever went wrong, the session walks it itself
-            answers = [(path, False, 0, 0)]
+            answers = [(path, False, 0, 0, _NO_IDENT)]
         conn.send_bytes(marshal.dumps(answers))
 
 
@@ -222,6 +235,7 @@ class _Frame:
     path: bytes
     old: dict[str, Node]
     names: list[bytes]
+    ident: _Ident
     at: int = 0
     same: bool = True  # every entry so far as in the parent snapshot
     own: bool = True  # this directory's own node (in its parent) as in the parent snapshot
@@ -246,14 +260,14 @@ def _verify(
     """
     first = _open(root, tree_id, trees)
     if first is None:
-        return [(root, False, 0, 0)]
+        return [(root, False, 0, 0, _NO_IDENT)]
     stack = [first]
     while True:
         f = stack[-1]
         if f.at == len(f.names):
             stack.pop()
             same = f.same and f.seen == len(f.old)
-            mine: list[_Answer] = [(f.path, same, f.files, f.size)]
+            mine: list[_Answer] = [(f.path, same, f.files, f.size, f.ident)]
             if not same:
                 mine.extend(f.below)
             if not stack:
@@ -308,11 +322,15 @@ def _verify(
 def _open(path: bytes, tree_id: bytes, trees: ForkedTrees) -> _Frame | None:
     """A frame for a directory and its parent tree; None when either cannot be read."""
     try:
+        # Before the listing: a change after this lstat shows in the session's later one.
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            return None
         names = list_dir(path)
         old = {n.name: n for n in trees.load_tree(tree_id).nodes}
     except (OSError, LookupError, ValueError, ShadowvaultError):
         return None
-    f = _Frame(path, old, names)
+    f = _Frame(path, old, names, (st.st_ino, st.st_mtime_ns, st.st_ctime_ns))
     # Database groups: a companion is never taken from the parent on its own, nor its database
     # (``dbcapture``); the session decides such a directory itself.
     if any(n.endswith(COMPANION_SUFFIXES) for n in names):

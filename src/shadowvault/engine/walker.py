@@ -274,7 +274,9 @@ class Walker:
         if self.prescan is None or subtree is None:
             return False
         whole = self.prescan.answer(orig)
-        if whole is None:
+        # A directory changed since its verifier listed it is walked: the parent's tree is taken
+        # only for the directory this walk's own lstat describes.
+        if whole is None or not whole.seen_as(meta.inode, meta.mtime_ns, meta.ctime_ns):
             return False
         d.add(node_from_meta(meta, subtree=subtree))
         self.files.counters.unchanged_tree(orig, whole.files, whole.size)
