@@ -4,7 +4,7 @@ It merges every index file of the repository plus the packs written in this
 session. Packs added with ``new=True`` are remembered until ``take_new_packs``
 hands them to the writer of the next index file. Safe for concurrent use.
 
-Each blob is held as one plain tuple (``_Loc``) that both the per-type dictionary and its pack's
+Each blob is held as one plain tuple (``BlobLoc``) that both the per-type dictionary and its pack's
 list share; ``PackedBlob`` and ``IndexEntry`` values are made when asked for. Why: an incremental
 backup, a restore and a check all start by loading the whole index, and for 200,000 small files
 building a frozen ``PackedBlob``, a key tuple and an ``IndexEntry`` per blob took 1.3 of the 1.6 s
@@ -16,17 +16,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from shadowvault.repo.files import jsonfmt
-from shadowvault.repo.files.index import IndexFile
+from shadowvault.repo.files.index import BlobLoc, parse_index
 from shadowvault.repo.files.pack import PackedBlob
-from shadowvault.repo.ids import ID_LEN, BlobType
-
-# (pack id, type, blob id, offset, length, uncompressed length or None)
-_Loc = tuple[bytes, BlobType, bytes, int, int, "int | None"]
-
-_BLOB_TYPES = {t.value: t for t in BlobType}
+from shadowvault.repo.ids import BlobType
 
 
 class IndexEntry(NamedTuple):
@@ -36,7 +30,7 @@ class IndexEntry(NamedTuple):
     blob: PackedBlob
 
 
-def _packed(loc: _Loc) -> PackedBlob:
+def _packed(loc: BlobLoc) -> PackedBlob:
     return PackedBlob(loc[1], loc[2], loc[3], loc[4], loc[5])
 
 
@@ -45,8 +39,8 @@ class MasterIndex:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._by_type: dict[BlobType, dict[bytes, _Loc]] = {t: {} for t in BlobType}
-        self._packs: dict[bytes, list[_Loc]] = {}
+        self._by_type: dict[BlobType, dict[bytes, BlobLoc]] = {t: {} for t in BlobType}
+        self._packs: dict[bytes, list[BlobLoc]] = {}
         self._new_packs: list[bytes] = []
         self.index_files: set[bytes] = set()
         """Ids of the index files loaded so far."""
@@ -59,7 +53,7 @@ class MasterIndex:
             if new:
                 self._new_packs.append(pack_id)
 
-    def _merge(self, packs: Iterable[tuple[bytes, list[_Loc]]]) -> None:
+    def _merge(self, packs: Iterable[tuple[bytes, list[BlobLoc]]]) -> None:
         """Add packs' blobs (lock held). A pack keeps each blob once, also when it is listed
         twice (two index files name it after an interrupted rewrite) or names a blob twice; a
         blob in two packs is found in the first."""
@@ -80,62 +74,11 @@ class MasterIndex:
                 by_type[loc[1]].setdefault(loc[2], loc)
 
     def add_index_json(self, index_id: bytes, raw: bytes) -> None:
-        """Merge an index file from its JSON (``{"packs": [...]}``, or the oldest format's bare
-        array of packs); ``ValueError`` when malformed, and then nothing of it is merged.
-
-        Not through ``IndexFile``: this is the loop every blob of the repository goes through
-        when a command starts (see the module docstring).
-        """
-        doc: Any = jsonfmt.loads(raw)
-        if isinstance(doc, dict):
-            packs_doc = doc.get("packs") or []
-        elif isinstance(doc, list):
-            packs_doc = doc
-        else:
-            raise ValueError("index is neither a JSON object nor an array")
-        types = _BLOB_TYPES
-        fromhex = bytes.fromhex
-        parsed: list[tuple[bytes, list[_Loc]]] = []
-        try:
-            for p in packs_doc:
-                pack_id = fromhex(p["id"])
-                if len(pack_id) != ID_LEN:
-                    raise ValueError(f"pack id {p['id']!r} is not {2 * ID_LEN} hex digits")
-                locs: list[_Loc] = []
-                for b in p.get("blobs") or ():
-                    kind = b["type"]
-                    blob_id = fromhex(b["id"])
-                    offset, length = b["offset"], b["length"]
-                    ulen = b.get("uncompressed_length")
-                    if (
-                        len(blob_id) != ID_LEN
-                        or type(offset) is not int
-                        or type(length) is not int
-                        or not (ulen is None or type(ulen) is int)
-                    ):
-                        raise ValueError(f"blob {b.get('id')!r} of pack {p['id']!r} is malformed")
-                    locs.append(
-                        (
-                            pack_id,
-                            types[kind] if kind in types else BlobType(kind),
-                            blob_id,
-                            offset,
-                            length,
-                            ulen,
-                        )
-                    )
-                parsed.append((pack_id, locs))
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ValueError(f"index entry lacks a valid field: {exc}") from exc
+        """Merge an index file from its JSON; ``ValueError`` when malformed, and then nothing of it
+        is merged. The parsed tuples are kept as they are (see the module docstring)."""
+        packs, _ = parse_index(raw)
         with self._lock:
-            self._merge(parsed)
-            self.index_files.add(index_id)
-
-    def add_index_file(self, index_id: bytes, index_file: IndexFile) -> None:
-        """Merge a decoded index file."""
-        for pack_id, blobs in index_file.packs:
-            self.add_pack(pack_id, blobs)
-        with self._lock:
+            self._merge(packs)
             self.index_files.add(index_id)
 
     def lookup(self, t: BlobType, blob_id: bytes) -> IndexEntry | None:

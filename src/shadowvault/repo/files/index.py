@@ -14,7 +14,7 @@ from typing import Any
 
 from shadowvault.repo.files import jsonfmt
 from shadowvault.repo.files.pack import PackedBlob
-from shadowvault.repo.ids import BlobType, parse_id
+from shadowvault.repo.ids import ID_LEN, BlobType, parse_id
 
 MAX_INDEX_JSON = 7 * 1024 * 1024
 """Budget for one index file's JSON, so the stored file stays below restic's 8 MiB."""
@@ -38,22 +38,56 @@ class IndexFile:
     @classmethod
     def from_json(cls, raw: bytes) -> IndexFile:
         """Parse an index file; ``ValueError`` when malformed."""
-        doc = jsonfmt.loads(raw)
-        supersedes: list[bytes] = []
-        if isinstance(doc, list):
-            packs_doc = doc
-        elif isinstance(doc, dict):
-            packs_doc = doc.get("packs") or []
-            supersedes = [parse_id(s) for s in doc.get("supersedes") or []]
-        else:
-            raise ValueError("index is neither a JSON object nor an array")
-        try:
-            packs = [
-                (parse_id(p["id"]), [_blob_from_doc(b) for b in p.get("blobs") or []]) for p in packs_doc
-            ]
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"index entry lacks a valid field: {exc}") from exc
-        return cls(packs, supersedes)
+        packs, supersedes = parse_index(raw)
+        return cls([(pid, [PackedBlob(*loc[1:]) for loc in locs]) for pid, locs in packs], supersedes)
+
+
+BlobLoc = tuple[bytes, BlobType, bytes, int, int, "int | None"]
+"""One blob of an index file: (pack id, type, blob id, offset, length, uncompressed length or None)."""
+
+
+def parse_index(raw: bytes) -> tuple[list[tuple[bytes, list[BlobLoc]]], list[bytes]]:
+    """An index file's packs, one plain tuple per blob, and the ids it supersedes; ``ValueError``
+    when malformed.
+
+    Plain tuples, not ``PackedBlob``s: every command that opens a repository sends every blob of
+    its index through here, and the master index keeps these tuples as they are (``repo.index``).
+    """
+    doc: Any = jsonfmt.loads(raw)
+    supersedes: list[bytes] = []
+    if isinstance(doc, list):
+        packs_doc = doc
+    elif isinstance(doc, dict):
+        packs_doc = doc.get("packs") or []
+        supersedes = [parse_id(s) for s in doc.get("supersedes") or []]
+    else:
+        raise ValueError("index is neither a JSON object nor an array")
+    types = _BLOB_TYPES
+    fromhex = bytes.fromhex
+    packs: list[tuple[bytes, list[BlobLoc]]] = []
+    try:
+        for p in packs_doc:
+            pack_id = parse_id(p["id"])
+            locs: list[BlobLoc] = []
+            for b in p.get("blobs") or ():
+                kind = b["type"]
+                blob_id = fromhex(b["id"])
+                offset, length = b["offset"], b["length"]
+                ulen = b.get("uncompressed_length")
+                if (
+                    len(blob_id) != ID_LEN
+                    or type(offset) is not int
+                    or type(length) is not int
+                    or not (ulen is None or type(ulen) is int)
+                ):
+                    raise ValueError(f"blob {b.get('id')!r} of pack {p['id']!r} is malformed")
+                # A dictionary lookup instead of the enum's call (once per blob).
+                blob_type = types[kind] if kind in types else BlobType(kind)
+                locs.append((pack_id, blob_type, blob_id, offset, length, ulen))
+            packs.append((pack_id, locs))
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"index entry lacks a valid field: {exc}") from exc
+    return packs, supersedes
 
 
 def _pack_doc(pack_id: bytes, blobs: Sequence[PackedBlob]) -> dict[str, Any]:
@@ -72,19 +106,6 @@ def _pack_doc(pack_id: bytes, blobs: Sequence[PackedBlob]) -> dict[str, Any]:
 
 
 _BLOB_TYPES = {t.value: t for t in BlobType}
-
-
-def _blob_from_doc(doc: dict[str, Any]) -> PackedBlob:
-    ulen = doc.get("uncompressed_length")
-    kind = doc["type"]
-    return PackedBlob(
-        # A dictionary lookup instead of the enum's call (once per blob of every index file).
-        type=_BLOB_TYPES[kind] if kind in _BLOB_TYPES else BlobType(kind),
-        id=parse_id(doc["id"]),
-        offset=int(doc["offset"]),
-        length=int(doc["length"]),
-        uncompressed_length=None if ulen is None else int(ulen),
-    )
 
 
 def split_into_files(packs: Sequence[tuple[bytes, Sequence[PackedBlob]]]) -> list[IndexFile]:
