@@ -180,6 +180,18 @@ def describe(root: Path, *, times: bool = True) -> dict[bytes, dict[str, Any]]:
     return out
 
 
+def subtree_at(repo: Any, root: bytes, path: Path) -> bytes:
+    """The tree recorded for directory ``path`` below the snapshot root tree ``root`` (``repo``: an
+    open ``shadowvault.repo.Repository``). Tests compare this, not roots: a root also records the
+    directories above the source (/tmp …), which other processes change between two backups."""
+    tree = root
+    for part in path.parts[1:]:
+        node = repo.load_tree(tree).find(part)
+        assert node is not None and node.subtree is not None, part
+        tree = node.subtree
+    return tree
+
+
 def repo_activity_db(state_home: Path, repo: Path) -> Path:
     """The activity log of the local repository ``repo`` under ``XDG_STATE_HOME=state_home``
     (one log per repository, named by its id)."""

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from treeutil import PASSWORD, describe, env, make_full_tree, restic, sv
+from treeutil import PASSWORD, describe, env, make_full_tree, restic, subtree_at, sv
 
 
 def test_a_python_caller_backs_up_and_restores_through_the_api_alone(tmp_path: Path) -> None:
@@ -25,7 +25,7 @@ def test_a_python_caller_backs_up_and_restores_through_the_api_alone(tmp_path: P
         assert [sid for sid, _ in snaps] == [first.snapshot_id, second.snapshot_id]
         # Nothing changed below src: the same tree for it. Not the root's: the root also records
         # the directories above src (/tmp …), which other processes change between two backups.
-        assert _tree_of(repo, snaps[0][1].tree, src) == _tree_of(repo, snaps[1][1].tree, src)
+        assert subtree_at(repo, snaps[0][1].tree, src) == subtree_at(repo, snaps[1][1].tree, src)
         tagged = api.list_snapshots(repo, api.SnapshotFilter(tags=(("again",),)))
         assert [sid for sid, _ in tagged] == [second.snapshot_id]
         done = api.restore(repo, "latest", api.RestoreOptions(target=str(target)))
@@ -36,16 +36,6 @@ def test_a_python_caller_backs_up_and_restores_through_the_api_alone(tmp_path: P
     # restic reads what the API wrote.
     listed = restic("ls", "--json", first.snapshot_id[:8], repo=repo_dir).stdout
     assert str(src / "hardlinks") in listed or str(src) in listed
-
-
-def _tree_of(repo: object, root: bytes, path: Path) -> bytes:
-    """The tree recorded for directory ``path`` below the snapshot root ``root``."""
-    tree = root
-    for part in path.parts[1:]:
-        node = repo.load_tree(tree).find(part)  # type: ignore[attr-defined]
-        assert node is not None and node.subtree is not None, part
-        tree = node.subtree
-    return tree
 
 
 def test_importing_the_package_and_the_cli_reads_no_argv_and_starts_no_thread(tmp_path: Path) -> None:

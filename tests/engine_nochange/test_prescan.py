@@ -22,7 +22,7 @@ from shadowvault.engine.backup import BackupOptions, BackupResult, BackupSession
 from shadowvault.engine.events import FilesUnchanged, ListSink, SubtreeUnchanged
 from shadowvault.repo import LocalBackend, Node, Repository
 from shadowvault.repo.backends.mem import MemBackend
-from treeutil import PASSWORD
+from treeutil import PASSWORD, subtree_at
 
 FAST_KDF = (1024, 8, 1)
 
@@ -30,9 +30,8 @@ FAST_KDF = (1024, 8, 1)
 def _backup(repo_path: Path, src: Path, **options: object) -> tuple[bytes, BackupResult, ListSink]:
     """One session (two verifiers unless told otherwise); (``src``'s tree, result, events).
 
-    ``src``'s own tree, not the snapshot's root: the root also records the directories above
-    ``src`` (/tmp, pytest's base directory), which other processes change between two backups.
-    Compared by root, these tests failed once in CI with nothing wrong below ``src``.
+    ``src``'s own tree, not the snapshot's root (``subtree_at``): compared by root, these tests
+    failed once in CI with nothing wrong below ``src``.
     """
     repo = Repository.open(LocalBackend(repo_path), PASSWORD)
     repo.load_index()
@@ -42,12 +41,7 @@ def _backup(repo_path: Path, src: Path, **options: object) -> tuple[bytes, Backu
         with repo.lock():
             result = BackupSession(repo, BackupOptions(sources=[str(src)], **options), sink).run()  # type: ignore[arg-type]
         assert result.exit_code == 0 and result.snapshot_id is not None
-        tree = repo.load_snapshot(result.snapshot_id).tree
-        for part in src.parts[1:]:
-            node = repo.load_tree(tree).find(part)
-            assert node is not None and node.subtree is not None, part
-            tree = node.subtree
-        return tree, result, sink
+        return subtree_at(repo, repo.load_snapshot(result.snapshot_id).tree, src), result, sink
     finally:
         repo.close()
 
