@@ -122,6 +122,11 @@ class BackupRenderer:
         elif isinstance(event, Progress):
             self._status()
         elif isinstance(event, SessionSummary):
+            if self.app.json:
+                # One last status line with the final counts: status lines come at most once a
+                # second, so a backup shorter than that would otherwise leave only its first
+                # (all zero) line, and a consumer's last percentage would never reach the end.
+                self.app.emit(self._status_json(max(time.monotonic() - self.start, 1e-6)))
             self.close()
             self._summary(event)
 
