@@ -129,6 +129,21 @@ def _children_named(parent: int, program: str) -> list[int]:
     return found
 
 
+CUT_AFTER = 16 * 1024 * 1024  # bytes pg_dump has written when the test kills it (of DUMP_MIB)
+
+
+def _bytes_written(pid: int) -> int:
+    """Bytes process ``pid`` has written so far (its ``wchar``); a huge number once it is gone,
+    so that a caller waiting for it stops waiting."""
+    try:
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 1 << 62
+
+
 def test_a_dump_cut_short_is_failed_and_not_referenced(
     pg_server: DbServer, rssbig: None, tmp_path: Path
 ) -> None:
@@ -145,7 +160,10 @@ def test_a_dump_cut_short_is_failed_and_not_referenced(
     killed = False
     while proc.poll() is None and not killed:
         for pid in _children_named(proc.pid, "pg_dump"):
-            threading.Event().wait(1.0)  # let it stream for a while first
+            # Let it stream a part of the dump first, measured in bytes written rather than
+            # waited in time: a fixed pause once outlasted a fast dump, which then ended whole.
+            while _bytes_written(pid) < CUT_AFTER:
+                threading.Event().wait(0.01)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
                 killed = True
