@@ -20,6 +20,7 @@ from shadowvault.openfiles import (
     Verdict,
     WriterInfo,
     decide,
+    decide_first,
     judge,
 )
 from shadowvault.openfiles.stat_check import changed_fields
@@ -204,3 +205,32 @@ def test_prevent_write_ok_still_names_the_writer() -> None:
 def test_decide_needs_an_attempt() -> None:
     with pytest.raises(ValueError):
         decide([], T, RetryPolicy())
+
+
+_FIRST_ATTEMPTS = [
+    Attempt(1, lease, lock, brk, changed, writers, error, bytes_read=n)
+    for lease in LeaseState
+    for lock in LockState
+    for brk in BreakState
+    for changed in ((), ("size",))
+    for writers in ((), (PG,))
+    for error in (None, Reason.IO_ERROR, Reason.VANISHED)
+    for n in (0, 7)
+]
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+@pytest.mark.parametrize("policy", [RetryPolicy(), RetryPolicy(times=2, interval=1, on_change=True)])
+def test_decide_first_is_decide_of_one_attempt(strategy: Strategy, policy: RetryPolicy) -> None:
+    """The remembered outcome of a clean first attempt is exactly what decide() gives, for every
+    combination of facts (decided twice: the second call comes from the memo), and is shared."""
+    for attempt in _FIRST_ATTEMPTS:
+        want = decide([attempt], strategy, policy)
+        assert decide_first(attempt, strategy, policy) == want, attempt
+        assert decide_first(attempt, strategy, policy) == want, attempt
+    clean = [a for a in _FIRST_ATTEMPTS if a.lease is GRANTED and not (a.changed or a.writers or a.error)]
+    alike = [a for a in clean if a.lock is LockState.NOT_TRIED and a.lease_break is BreakState.NONE]
+    # Clean attempts differing only in the bytes read share one outcome value.
+    assert len(alike) == 2 and decide_first(alike[0], strategy, policy) is decide_first(
+        alike[1], strategy, policy
+    )

@@ -40,6 +40,7 @@ from shadowvault.openfiles import (
     RetryQueue,
     Strategy,
     decide,
+    decide_first,
 )
 from shadowvault.repo import BlobType, Node
 from shadowvault.snapshots import SnapshotMode, SnapshotView
@@ -131,6 +132,8 @@ class FileSaver:
         self._limit = max(n, self._procs.capacity if self._procs is not None else 0)
         self._readers = ThreadPoolExecutor(n, thread_name_prefix="read") if n > 1 else None
         self._reading: deque[tuple[WaitingFile, FileMeta, Strategy, Future[_Read] | ReadHandle]] = deque()
+        self._last_outcome: FileOutcome | None = None  # settle()'s last conversion
+        self._last_final = Outcome.reused()
 
     def close(self) -> None:
         """End of session: the reader threads and processes, the database stage's temporary files."""
@@ -296,7 +299,10 @@ class FileSaver:
             self.dbs.take_over(w, meta)  # a SQLite database in use: saved as one unit
             return
         w.attempts.append(attempt)
-        step = decide(w.attempts, strategy, self.opt.retry)
+        if len(w.attempts) == 1:
+            step = decide_first(attempt, strategy, self.opt.retry)
+        else:
+            step = decide(w.attempts, strategy, self.opt.retry)
         if isinstance(step, Retry):
             self.queue.push(w, time.monotonic() + step.after)
             self.sink(FileRetryScheduled(os.fsdecode(w.orig), len(w.attempts), step.after, step.reason.value))
@@ -336,7 +342,11 @@ class FileSaver:
         if outcome.reason is Reason.VANISHED:
             self._vanished(w)
             return
-        final = Outcome.of_file(outcome)
+        final = self._last_final
+        if outcome is not self._last_outcome:
+            # Clean first reads share one outcome value (openfiles.decide_first): converted once.
+            final = self._last_final = Outcome.of_file(outcome)
+            self._last_outcome = outcome
         cls = outcome.classification
         via_sqlite = final.via_sqlite
         keep = final.problem or bool(outcome.writers) or via_sqlite

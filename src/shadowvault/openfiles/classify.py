@@ -112,6 +112,37 @@ def decide(attempts: Sequence[Attempt], strategy: Strategy, policy: RetryPolicy)
     return _outcome(Classification.SUSPECT, j.reason, attempts)
 
 
+# (strategy, lock state, lease-break state) → what decide() gives a clean first attempt (see below).
+_CLEAN_FIRST: dict[tuple[Strategy, LockState, BreakState], FileOutcome] = {}
+
+
+def decide_first(attempt: Attempt, strategy: Strategy, policy: RetryPolicy) -> Retry | FileOutcome:
+    """``decide([attempt], strategy, policy)`` for a file's first attempt, remembered when clean.
+
+    A first attempt with a granted lease and no error, change or writer (every small file of a
+    typical first backup) leaves only its lock and lease-break states free: ``judge`` reads nothing
+    else, and ``message`` reads nothing else for the reasons of an ``ok`` outcome. So such an
+    outcome is computed once per combination and shared (a frozen value); deciding afresh cost the
+    walking thread ~5 µs per file (issue 10). Anything else is decided as always.
+    """
+    if (
+        attempt.number == 1
+        and attempt.lease is LeaseState.GRANTED
+        and attempt.error is None
+        and not attempt.changed
+        and not attempt.writers
+    ):
+        key = (strategy, attempt.lock, attempt.lease_break)
+        known = _CLEAN_FIRST.get(key)
+        if known is not None:
+            return known
+        step = decide([attempt], strategy, policy)
+        if isinstance(step, FileOutcome) and step.classification is Classification.OK:
+            _CLEAN_FIRST[key] = step  # an ok outcome does not depend on the retry policy
+        return step
+    return decide([attempt], strategy, policy)
+
+
 def _outcome(cls: Classification, reason: Reason, attempts: Sequence[Attempt]) -> FileOutcome:
     writers = _writers(attempts)
     return FileOutcome(cls, reason, message(reason, attempts[-1], writers), len(attempts), writers)
