@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Profile shadowvault's first backup, no-change backup and restore on the benchmark dataset.
 
-Usage: ``python3 bench/hotspots.py [--size-gib 1] [--gil] [--top 25] [--py-spy PATH]``.
+Usage: ``python3 bench/hotspots.py [--profile standard|small-files] [--size-gib 1] [--gil]
+[--subprocesses] [--top 25] [--py-spy PATH]``.
 
 It samples every thread with py-spy (``pip install py-spy``; a sampling profiler that needs no change
 to the program), because cProfile sees only the main thread while the blob and restore workers do the
@@ -24,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dataset import ensure_dataset, remove_tree, spec_for_size
+from dataset import PROFILES, ensure_dataset, remove_tree, spec_for_profile
 from measure import claim_workdir, prepare_caches, run_measured
 from tools import shadowvault_tool, tool_env
 
@@ -71,18 +72,20 @@ def summarise(raw: Path, top: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Generate/reuse the dataset, run the three steps under py-spy, print the summaries."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    p.add_argument("--size-gib", type=float, default=1.0)
+    p.add_argument("--profile", choices=PROFILES, default="standard", help="dataset shape (bench/run.py's)")
+    p.add_argument("--size-gib", type=float, default=1.0, help="scale (small-files: 1 = 200,000 files)")
     p.add_argument("--data-dir", type=Path, default=HERE / "data")
     p.add_argument("--workdir", type=Path, default=HERE / "work-profile")
     p.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy", help="py-spy executable")
     p.add_argument("--rate", type=int, default=250, help="samples per second")
     p.add_argument("--gil", action="store_true", help="only samples of the thread holding the GIL")
+    p.add_argument("--subprocesses", action="store_true", help="sample the reader and writer processes too")
     p.add_argument("--top", type=int, default=25)
     args = p.parse_args(argv)
     if shutil.which(args.py_spy) is None and not Path(args.py_spy).is_file():
         print("py-spy not found: pip install py-spy (or --py-spy PATH)", file=sys.stderr)
         return 2
-    spec = spec_for_size(args.size_gib)
+    spec = spec_for_profile(args.profile, args.size_gib)
     source = (args.data_dir / f"dataset-{spec.digest()}").resolve()
     ensure_dataset(source, spec)
     work = args.workdir.resolve()
@@ -100,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         ("restore", sv.restore(repo, work / "restore")),
     ]
     spy = [args.py_spy, "record", "-r", str(args.rate), "-f", "raw", "--threads", *(["--gil"] * args.gil)]
+    spy += ["--subprocesses"] * args.subprocesses
     for name, argv_ in steps:
         raw = work / f"{name}.raw"
         prepare_caches("warm")
