@@ -49,9 +49,21 @@ def summarise(raw: Path, top: int) -> str:
         n = int(count)
         total += n
         frames = stack.split(";")
+        # With --subprocesses a stack starts with its process and that process's parents
+        # ("process PID:cmdline"): below the session, its forked reader or writer processes are
+        # grouped as "child …" and the progress totals' counting process as "counter …".
+        procs = 0
+        child = ""
+        while frames and frames[0].startswith("process "):
+            procs += 1
+            if procs > 1:
+                child = "counter " if "shadowvault.fs.count" in frames[0] else "child "
+            frames = frames[1:]
+        if not frames:
+            continue
         # "thread (123): blob_0" → "blob"; the unnamed startup thread becomes "startup".
         head = frames[0].split(": ", 1)[-1] if ": " in frames[0] else "startup"
-        group = re.sub(r"_\d+$", "", head) if not head.startswith("thread (") else "startup"
+        group = child + (re.sub(r"_\d+$", "", head) if not head.startswith("thread (") else "startup")
         groups[group] += n
         body = [re.sub(r":\d+\)", ")", f) for f in frames[1:]]
         if body:

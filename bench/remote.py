@@ -155,10 +155,7 @@ def main() -> int:
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
-    base_env = tool_env(workdir)
-    # This checkout's code, whatever copy of shadowvault the interpreter has installed.
-    src = str(HERE.parent / "src")
-    base_env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, base_env.get("PYTHONPATH", "")]))
+    base_env = tool_env(workdir)  # with this checkout's code, as every bench script
     warm_tree(source)
     hashes = SourceHashes(source, manifest)
     runs: dict[tuple[str, str, str], list[Measurement]] = {}

@@ -22,6 +22,7 @@ __all__ = ["PASSWORD", "Tool", "last_json", "restic_tool", "shadowvault_tool", "
 
 PASSWORD = "bench-password-not-secret"
 # Variables that would point either tool at another repository, config or password.
+_SRC = Path(__file__).resolve().parent.parent / "src"
 _SCRUB = (
     # An installed program has its bytecode cached; a session that disables .pyc writing would
     # make every shadowvault start compile its modules again (~0.5 s), which no user pays.
@@ -44,6 +45,9 @@ _SCRUB = (
 def tool_env(workdir: Path) -> dict[str, str]:
     """Environment shared by both tools: passwords, private config/state/cache directories."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+    # shadowvault from this checkout, whatever an editable install points at (a CI clone re-points
+    # it): the report names this checkout's commit, so that is the code it must measure.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_SRC), env.get("PYTHONPATH", "")]))
     env.update(
         SHADOWVAULT_PASSWORD=PASSWORD,
         RESTIC_PASSWORD=PASSWORD,
@@ -129,7 +133,8 @@ def restic_tool() -> Tool:
 
 
 def shadowvault_tool(env: Mapping[str, str]) -> Tool:
-    """shadowvault as ``python -m shadowvault`` with this interpreter (the editable install)."""
+    """shadowvault as ``python -m shadowvault`` with this interpreter, from this checkout's ``src``
+    (``env`` from :func:`tool_env`)."""
     base = (sys.executable, "-m", "shadowvault")
     proc = subprocess.run([*base, "--version"], capture_output=True, text=True, env=dict(env))
     if proc.returncode != 0:
