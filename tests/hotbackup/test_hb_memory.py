@@ -162,7 +162,7 @@ def test_a_dump_cut_short_is_failed_and_not_referenced(
         for pid in _children_named(proc.pid, "pg_dump"):
             # Let it stream a part of the dump first, measured in bytes written rather than
             # waited in time: a fixed pause once outlasted a fast dump, which then ended whole.
-            while _bytes_written(pid) < CUT_AFTER:
+            while _bytes_written(pid) < CUT_AFTER and proc.poll() is None:
                 threading.Event().wait(0.01)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, 9)
