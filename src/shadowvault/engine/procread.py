@@ -42,8 +42,8 @@ from shadowvault.openfiles import (
     OpenFiles,
     RetryPolicy,
     Strategy,
-    decide_first,
 )
+from shadowvault.openfiles import decide as decide_outcome
 
 from .blobstage import SMALL_BLOB
 from .forked import READY, fork_worker, handshake, reap
@@ -326,7 +326,7 @@ def _read_one(
         attempt = att.result()
         if n > SMALL_FILE or attempt.lease is not LeaseState.GRANTED or has_sqlite_header(view[:n]):
             return None
-        step = decide_first(attempt, strategy, retry)
+        step = decide_outcome([attempt], strategy, retry)
         if not isinstance(step, FileOutcome) or step.classification is not Classification.OK or step.writers:
             return None
         if n == 0:

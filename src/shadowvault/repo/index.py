@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from shadowvault.repo.files.index import BlobLoc, parse_index
+from shadowvault.repo.files.index import BlobLoc, packed_blob, parse_index
 from shadowvault.repo.files.pack import PackedBlob
 from shadowvault.repo.ids import BlobType
 
@@ -28,10 +28,6 @@ class IndexEntry(NamedTuple):
 
     pack_id: bytes
     blob: PackedBlob
-
-
-def _packed(loc: BlobLoc) -> PackedBlob:
-    return PackedBlob(loc[1], loc[2], loc[3], loc[4], loc[5])
 
 
 class MasterIndex:
@@ -84,7 +80,7 @@ class MasterIndex:
     def lookup(self, t: BlobType, blob_id: bytes) -> IndexEntry | None:
         """Where the blob is, or None."""
         loc = self._by_type[t].get(blob_id)
-        return None if loc is None else IndexEntry(loc[0], _packed(loc))
+        return None if loc is None else IndexEntry(loc[0], packed_blob(loc))
 
     def has(self, t: BlobType, blob_id: bytes) -> bool:
         """True when the blob is indexed."""
@@ -99,7 +95,7 @@ class MasterIndex:
         """Blobs the index places in ``pack_id`` (empty if unknown)."""
         with self._lock:
             locs = self._packs.get(pack_id, ())
-        return [_packed(loc) for loc in locs]
+        return [packed_blob(loc) for loc in locs]
 
     def blob_count(self) -> int:
         """Number of distinct (type, id) pairs."""
@@ -115,7 +111,7 @@ class MasterIndex:
         with self._lock:
             taken = [(pid, list(self._packs[pid])) for pid in self._new_packs]
             self._new_packs = []
-        return [(pid, [_packed(loc) for loc in locs]) for pid, locs in taken]
+        return [(pid, [packed_blob(loc) for loc in locs]) for pid, locs in taken]
 
     def restore_new_packs(self, pack_ids: Iterable[bytes]) -> None:
         """Put packs back for the next index file (after a failed index write)."""

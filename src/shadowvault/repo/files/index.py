@@ -39,11 +39,16 @@ class IndexFile:
     def from_json(cls, raw: bytes) -> IndexFile:
         """Parse an index file; ``ValueError`` when malformed."""
         packs, supersedes = parse_index(raw)
-        return cls([(pid, [PackedBlob(*loc[1:]) for loc in locs]) for pid, locs in packs], supersedes)
+        return cls([(pid, [packed_blob(loc) for loc in locs]) for pid, locs in packs], supersedes)
 
 
 BlobLoc = tuple[bytes, BlobType, bytes, int, int, "int | None"]
 """One blob of an index file: (pack id, type, blob id, offset, length, uncompressed length or None)."""
+
+
+def packed_blob(loc: BlobLoc) -> PackedBlob:
+    """The ``PackedBlob`` of one blob tuple of :func:`parse_index`."""
+    return PackedBlob(loc[1], loc[2], loc[3], loc[4], loc[5])
 
 
 def parse_index(raw: bytes) -> tuple[list[tuple[bytes, list[BlobLoc]]], list[bytes]]:
