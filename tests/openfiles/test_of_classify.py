@@ -20,9 +20,9 @@ from shadowvault.openfiles import (
     Verdict,
     WriterInfo,
     decide,
-    decide_first,
     judge,
 )
+from shadowvault.openfiles.classify import _decide
 from shadowvault.openfiles.stat_check import changed_fields
 from shadowvault.openfiles.strategy import Action, after_lease, after_lock, resolve
 
@@ -207,7 +207,7 @@ def test_decide_needs_an_attempt() -> None:
         decide([], T, RetryPolicy())
 
 
-_FIRST_ATTEMPTS = [
+_SINGLE_ATTEMPTS = [
     Attempt(1, lease, lock, brk, changed, writers, error, bytes_read=n)
     for lease in LeaseState
     for lock in LockState
@@ -221,16 +221,15 @@ _FIRST_ATTEMPTS = [
 
 @pytest.mark.parametrize("strategy", list(Strategy))
 @pytest.mark.parametrize("policy", [RetryPolicy(), RetryPolicy(times=2, interval=1, on_change=True)])
-def test_decide_first_is_decide_of_one_attempt(strategy: Strategy, policy: RetryPolicy) -> None:
-    """The remembered outcome of a clean first attempt is exactly what decide() gives, for every
-    combination of facts (decided twice: the second call comes from the memo), and is shared."""
-    for attempt in _FIRST_ATTEMPTS:
-        want = decide([attempt], strategy, policy)
-        assert decide_first(attempt, strategy, policy) == want, attempt
-        assert decide_first(attempt, strategy, policy) == want, attempt
-    clean = [a for a in _FIRST_ATTEMPTS if a.lease is GRANTED and not (a.changed or a.writers or a.error)]
+def test_a_remembered_decision_is_the_computed_one(strategy: Strategy, policy: RetryPolicy) -> None:
+    """decide() remembers the ok outcome of a clean single attempt: with every combination of facts
+    decided once (the memo filled by whichever attempt came first), each decides as computed
+    afresh, and clean attempts differing only in the bytes read share one outcome value."""
+    fresh = [_decide([a], strategy, policy) for a in _SINGLE_ATTEMPTS]
+    for attempt in _SINGLE_ATTEMPTS:
+        decide([attempt], strategy, policy)
+    for attempt, want in zip(_SINGLE_ATTEMPTS, fresh, strict=True):
+        assert decide([attempt], strategy, policy) == want, attempt
+    clean = [a for a in _SINGLE_ATTEMPTS if a.lease is GRANTED and not (a.changed or a.writers or a.error)]
     alike = [a for a in clean if a.lock is LockState.NOT_TRIED and a.lease_break is BreakState.NONE]
-    # Clean attempts differing only in the bytes read share one outcome value.
-    assert len(alike) == 2 and decide_first(alike[0], strategy, policy) is decide_first(
-        alike[1], strategy, policy
-    )
+    assert len(alike) == 2 and decide([alike[0]], strategy, policy) is decide([alike[1]], strategy, policy)

@@ -40,7 +40,6 @@ from shadowvault.openfiles import (
     RetryQueue,
     Strategy,
     decide,
-    decide_first,
 )
 from shadowvault.repo import BlobType, Node
 from shadowvault.snapshots import SnapshotMode, SnapshotView
@@ -299,10 +298,7 @@ class FileSaver:
             self.dbs.take_over(w, meta)  # a SQLite database in use: saved as one unit
             return
         w.attempts.append(attempt)
-        if len(w.attempts) == 1:
-            step = decide_first(attempt, strategy, self.opt.retry)
-        else:
-            step = decide(w.attempts, strategy, self.opt.retry)
+        step = decide(w.attempts, strategy, self.opt.retry)
         if isinstance(step, Retry):
             self.queue.push(w, time.monotonic() + step.after)
             self.sink(FileRetryScheduled(os.fsdecode(w.orig), len(w.attempts), step.after, step.reason.value))
@@ -344,7 +340,7 @@ class FileSaver:
             return
         final = self._last_final
         if outcome is not self._last_outcome:
-            # Clean first reads share one outcome value (openfiles.decide_first): converted once.
+            # Clean first reads share one outcome value (openfiles.decide): converted once.
             final = self._last_final = Outcome.of_file(outcome)
             self._last_outcome = outcome
         cls = outcome.classification

@@ -38,7 +38,7 @@ Nothing here knows repositories, blobs, snapshots or the directory walk.
 
 from __future__ import annotations
 
-from .classify import Judgement, Verdict, decide, decide_first, judge
+from .classify import Judgement, Verdict, decide, judge
 from .model import (
     Attempt,
     BreakState,
@@ -74,7 +74,6 @@ __all__ = [
     "WriterIndex",
     "WriterInfo",
     "decide",
-    "decide_first",
     "judge",
     "validate_retry_interval",
     "validate_retry_times",

@@ -92,7 +92,33 @@ def decide(attempts: Sequence[Attempt], strategy: Strategy, policy: RetryPolicy)
     A retryable failure is retried while fewer than ``policy.max_attempts`` attempts were
     made, then the file is ``failed``. A suspect read is retried only with
     ``policy.on_change``, and stays ``suspect`` if it never settles.
+
+    A clean single attempt (granted lease, no error, change or writer: every small file of a
+    typical first backup) leaves only its lock and lease-break states free: ``judge`` reads nothing
+    else, and ``message`` reads nothing else for the reasons of an ``ok`` outcome. Its outcome is
+    computed once per combination and shared (a frozen value): deciding it afresh cost the walking
+    thread ~5 µs per file (issue 10).
     """
+    if len(attempts) == 1:
+        a = attempts[0]
+        if a.lease is LeaseState.GRANTED and a.error is None and not a.changed and not a.writers:
+            key = (strategy, a.lock, a.lease_break)
+            known = _CLEAN_SINGLE.get(key)
+            if known is None:
+                step = _decide(attempts, strategy, policy)
+                if not isinstance(step, FileOutcome) or step.classification is not Classification.OK:
+                    return step
+                known = _CLEAN_SINGLE[key] = step  # an ok outcome does not depend on the policy
+            return known
+    return _decide(attempts, strategy, policy)
+
+
+# (strategy, lock state, lease-break state) → the ok outcome of a clean single attempt (decide()).
+_CLEAN_SINGLE: dict[tuple[Strategy, LockState, BreakState], FileOutcome] = {}
+
+
+def _decide(attempts: Sequence[Attempt], strategy: Strategy, policy: RetryPolicy) -> Retry | FileOutcome:
+    """``decide`` computed from the attempts' facts, never remembered."""
     if not attempts:
         raise ValueError("decide() needs at least one attempt")
     last = attempts[-1]
@@ -110,37 +136,6 @@ def decide(attempts: Sequence[Attempt], strategy: Strategy, policy: RetryPolicy)
     if policy.on_change and can_retry:
         return Retry(after=policy.interval, number=last.number + 1, reason=j.reason)
     return _outcome(Classification.SUSPECT, j.reason, attempts)
-
-
-# (strategy, lock state, lease-break state) → what decide() gives a clean first attempt (see below).
-_CLEAN_FIRST: dict[tuple[Strategy, LockState, BreakState], FileOutcome] = {}
-
-
-def decide_first(attempt: Attempt, strategy: Strategy, policy: RetryPolicy) -> Retry | FileOutcome:
-    """``decide([attempt], strategy, policy)`` for a file's first attempt, remembered when clean.
-
-    A first attempt with a granted lease and no error, change or writer (every small file of a
-    typical first backup) leaves only its lock and lease-break states free: ``judge`` reads nothing
-    else, and ``message`` reads nothing else for the reasons of an ``ok`` outcome. So such an
-    outcome is computed once per combination and shared (a frozen value); deciding afresh cost the
-    walking thread ~5 µs per file (issue 10). Anything else is decided as always.
-    """
-    if (
-        attempt.number == 1
-        and attempt.lease is LeaseState.GRANTED
-        and attempt.error is None
-        and not attempt.changed
-        and not attempt.writers
-    ):
-        key = (strategy, attempt.lock, attempt.lease_break)
-        known = _CLEAN_FIRST.get(key)
-        if known is not None:
-            return known
-        step = decide([attempt], strategy, policy)
-        if isinstance(step, FileOutcome) and step.classification is Classification.OK:
-            _CLEAN_FIRST[key] = step  # an ok outcome does not depend on the retry policy
-        return step
-    return decide([attempt], strategy, policy)
 
 
 def _outcome(cls: Classification, reason: Reason, attempts: Sequence[Attempt]) -> FileOutcome:
